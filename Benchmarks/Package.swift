@@ -1,0 +1,28 @@
+// swift-tools-version: 6.1
+// Benchmarks live in their own package so `swift build` and CI of the product stay fast.
+// Run: swift package --package-path Benchmarks benchmark   (see docs/BENCHMARKS.md)
+import PackageDescription
+
+let package = Package(
+    name: "OutpostBenchmarks",
+    platforms: [.macOS(.v14)],
+    dependencies: [
+        .package(name: "Outpost", path: ".."),
+        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
+    ],
+    targets: [
+        // zlib called directly, the reference the batch benchmarks are measured against.
+        .systemLibrary(name: "ZlibReference", path: "Sources/ZlibReference"),
+        .executableTarget(
+            name: "CoreBenchmarks",
+            dependencies: [
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "OutpostCore", package: "Outpost"),
+                "ZlibReference",
+            ],
+            path: "Benchmarks/CoreBenchmarks",
+            swiftSettings: [.swiftLanguageMode(.v6)],
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+    ]
+)

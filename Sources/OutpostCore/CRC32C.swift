@@ -1,0 +1,68 @@
+/// CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), the checksum Kafka's RecordBatch v2 uses.
+///
+/// Slicing-by-8: eight 256-entry tables let the loop consume 8 bytes per step, which is what it takes to
+/// checksum batches at memory-ish speed without a C shim for the SSE4.2 instruction.
+public enum CRC32C {
+    static let polynomial: UInt32 = 0x82F6_3B78
+
+    /// tables[k * 256 + b] = CRC of byte b followed by k zero bytes.
+    static let tables: [UInt32] = {
+        var tables = [UInt32](repeating: 0, count: 8 * 256)
+        for byte in 0..<256 {
+            var crc = UInt32(byte)
+            for _ in 0..<8 { crc = (crc & 1) != 0 ? (crc >> 1) ^ polynomial : crc >> 1 }
+            tables[byte] = crc
+        }
+        for slice in 1..<8 {
+            for byte in 0..<256 {
+                let previous = tables[(slice - 1) * 256 + byte]
+                tables[slice * 256 + byte] = (previous >> 8) ^ tables[Int(previous & 0xFF)]
+            }
+        }
+        return tables
+    }()
+
+    /// Checksum of `bytes`, continuing from `crc` (the value returned for the preceding bytes; 0 to start).
+    public static func checksum(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
+        var state = ~crc
+        tables.withUnsafeBufferPointer { table in
+            guard let tableBase = table.baseAddress, var pointer = bytes.baseAddress else { return }
+            var remaining = bytes.count
+            // Head: single bytes until the pointer is 8-byte aligned.
+            while remaining > 0 && Int(bitPattern: pointer) & 7 != 0 {
+                state = (state >> 8) ^ tableBase[Int((state ^ UInt32(pointer.load(as: UInt8.self))) & 0xFF)]
+                pointer += 1
+                remaining -= 1
+            }
+            while remaining >= 8 {
+                let word = UInt64(littleEndian: pointer.load(as: UInt64.self))
+                let low = UInt32(truncatingIfNeeded: word) ^ state
+                let high = UInt32(truncatingIfNeeded: word >> 32)
+                state = tableBase[7 * 256 + Int(low & 0xFF)]
+                    ^ tableBase[6 * 256 + Int((low >> 8) & 0xFF)]
+                    ^ tableBase[5 * 256 + Int((low >> 16) & 0xFF)]
+                    ^ tableBase[4 * 256 + Int(low >> 24)]
+                    ^ tableBase[3 * 256 + Int(high & 0xFF)]
+                    ^ tableBase[2 * 256 + Int((high >> 8) & 0xFF)]
+                    ^ tableBase[1 * 256 + Int((high >> 16) & 0xFF)]
+                    ^ tableBase[Int(high >> 24)]
+                pointer += 8
+                remaining -= 8
+            }
+            while remaining > 0 {
+                state = (state >> 8) ^ tableBase[Int((state ^ UInt32(pointer.load(as: UInt8.self))) & 0xFF)]
+                pointer += 1
+                remaining -= 1
+            }
+        }
+        return ~state
+    }
+
+    public static func checksum(_ bytes: [UInt8], continuing crc: UInt32 = 0) -> UInt32 {
+        bytes.withUnsafeBytes { checksum($0, continuing: crc) }
+    }
+
+    public static func checksum(_ bytes: ArraySlice<UInt8>, continuing crc: UInt32 = 0) -> UInt32 {
+        bytes.withUnsafeBytes { checksum($0, continuing: crc) }
+    }
+}
