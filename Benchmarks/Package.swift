@@ -9,6 +9,7 @@ let package = Package(
     dependencies: [
         .package(name: "Outpost", path: ".."),
         .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // zlib called directly, the reference the batch benchmarks are measured against.
@@ -23,6 +24,17 @@ let package = Package(
             path: "Benchmarks/CoreBenchmarks",
             swiftSettings: [.swiftLanguageMode(.v6)],
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+        // End-to-end log benchmark with its own reference (bare write+fdatasync loop); see docs/BENCHMARKS.md.
+        .executableTarget(
+            name: "outpost-log-bench",
+            dependencies: [
+                .product(name: "OutpostCore", package: "Outpost"),
+                .product(name: "OutpostLog", package: "Outpost"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            path: "Benchmarks/LogBench",
+            swiftSettings: [.swiftLanguageMode(.v6)]
         ),
     ]
 )

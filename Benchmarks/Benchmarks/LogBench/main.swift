@@ -1,0 +1,264 @@
+// End-to-end benchmark of OutpostLog against the disk's own fsync rate, measured in the same run.
+//
+//   swift run -c release --package-path Benchmarks outpost-log-bench [--dir DIR] [--seconds S] [--runs N]
+//
+// Reference: a bare loop that writes the same batch bytes to a file and fdatasyncs after each write.
+// Scenarios: fsync always / interval(5ms) / never, with 1 and 8 concurrent appenders; append→durable
+// latency percentiles under `always`; recovery (open) time of a 1 GiB log. Each figure is the median of
+// --runs runs. Output is a Markdown table for docs/BENCHMARKS.md.
+import Foundation
+import Histogram
+import OutpostCore
+import OutpostLog
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct Options {
+    var directory = "/tmp/outpost-log-bench"
+    var seconds = 3.0
+    var runs = 3
+    var recoveryBytes = 1 << 30
+
+    init(arguments: [String]) {
+        var iterator = arguments.dropFirst().makeIterator()
+        while let argument = iterator.next() {
+            switch argument {
+            case "--dir": directory = iterator.next() ?? directory
+            case "--seconds": seconds = Double(iterator.next() ?? "") ?? seconds
+            case "--runs": runs = Int(iterator.next() ?? "") ?? runs
+            case "--recovery-mib": recoveryBytes = (Int(iterator.next() ?? "") ?? 1024) << 20
+            default:
+                FileHandle.standardError.write(Data("unknown argument \(argument)\n".utf8))
+                exit(2)
+            }
+        }
+    }
+}
+
+/// ~64 KiB gzip batches of ~100-byte points, built once.
+func makeBatches(count: Int) throws -> (batches: [[UInt8]], pointsPerBatch: Int) {
+    var batches: [[UInt8]] = []
+    let compressor = try GzipCompressor(level: 1)
+    var sequence = 0
+    var pointsPerBatch = 0
+    for _ in 0..<count {
+        var builder = RecordBatchBuilder()
+        var batch: [UInt8] = []
+        // Grow until the compressed batch reaches ~64 KiB (checked every 500 points).
+        while true {
+            for _ in 0..<500 {
+                let device = "gh-\(String(format: "%04d", sequence % 1000))"
+                let line = "greenhouse,device=\(device),site=north temperature=\(18 + sequence % 9).\(sequence % 97),humidity=4\(sequence % 10).2,seq=\(sequence)i \(1_732_300_000_000_000_000 + sequence * 1_000_000)"
+                builder.append(timestampMilliseconds: 1_732_300_000_000 + Int64(sequence), key: Array(device.utf8), value: Array(line.utf8))
+                sequence += 1
+            }
+            var probe = builder
+            batch = try probe.build(compression: .gzip, compressor: compressor)
+            if batch.count >= 60 << 10 { break }
+        }
+        pointsPerBatch = Int(builder.recordCount)
+        batches.append(batch)
+    }
+    return (batches, pointsPerBatch)
+}
+
+struct Result {
+    var bytesPerSecond: Double
+    var batchesPerSecond: Double
+    var p50Microseconds: Double?
+    var p99Microseconds: Double?
+    var fsyncs: Int?
+}
+
+func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+
+func freshDirectory(_ path: String) {
+    try? FileManager.default.removeItem(atPath: path)
+    try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+}
+
+/// The reference: write + fdatasync per batch, one thread.
+func bareLoop(directory: String, batches: [[UInt8]], seconds: Double) -> Result {
+    freshDirectory(directory)
+    let path = directory + "/bare.log"
+    let descriptor = open(path, O_RDWR | O_CREAT | O_TRUNC, 0o644)
+    precondition(descriptor >= 0)
+    defer { close(descriptor) }
+    var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+    var position = 0
+    var bytes = 0
+    var count = 0
+    let start = now()
+    let deadline = start + UInt64(seconds * 1e9)
+    while now() < deadline {
+        let batch = batches[count % batches.count]
+        let before = now()
+        batch.withUnsafeBytes { buffer in
+            precondition(pwrite(descriptor, buffer.baseAddress, buffer.count, off_t(position)) == buffer.count)
+        }
+        precondition(fdatasync(descriptor) == 0)
+        histogram.record((now() - before) / 1000)
+        position += batch.count
+        bytes += batch.count
+        count += 1
+    }
+    let elapsed = Double(now() - start) / 1e9
+    return Result(
+        bytesPerSecond: Double(bytes) / elapsed, batchesPerSecond: Double(count) / elapsed,
+        p50Microseconds: Double(histogram.valueAtPercentile(50)), p99Microseconds: Double(histogram.valueAtPercentile(99)), fsyncs: count)
+}
+
+/// `appenders` threads append for `seconds`. Under `always` each waits for its append to be durable
+/// before the next (like a producer with acks), recording append→durable latency.
+func logRun(directory: String, batches: [[UInt8]], policy: FsyncPolicy, appenders: Int, seconds: Double) throws -> Result {
+    freshDirectory(directory)
+    var configuration = LogConfiguration()
+    configuration.fsync = policy
+    let log = try PartitionLog.open(directory: directory + "/p-0", configuration: configuration)
+    let waitForDurability = policy == .always
+    let histograms = (0..<appenders).map { _ in Box(Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)) }
+    let appended = (0..<appenders).map { _ in Box(0) }
+    let start = now()
+    let deadline = start + UInt64(seconds * 1e9)
+    let group = DispatchGroup()
+    for appender in 0..<appenders {
+        group.enter()
+        let thread = Thread {
+            defer { group.leave() }
+            var index = appender
+            let done = DispatchSemaphore(value: 0)
+            while now() < deadline {
+                let batch = batches[index % batches.count]
+                index += appenders
+                let before = now()
+                guard let result = try? log.append(batch) else { fatalError("append failed") }
+                if waitForDurability {
+                    log.whenDurable(through: result.lastOffset) { _ in done.signal() }
+                    done.wait()
+                    histograms[appender].value.record((now() - before) / 1000)
+                }
+                appended[appender].value += batch.count
+            }
+        }
+        thread.start()
+    }
+    group.wait()
+    try log.flush()
+    let elapsed = Double(now() - start) / 1e9
+    let statistics = log.currentStatistics()
+    try log.close()
+    var merged = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+    for histogram in histograms { merged.add(histogram.value) }
+    let bytes = appended.reduce(0) { $0 + $1.value }
+    return Result(
+        bytesPerSecond: Double(bytes) / elapsed, batchesPerSecond: Double(statistics.appendedBatches) / elapsed,
+        p50Microseconds: waitForDurability ? Double(merged.valueAtPercentile(50)) : nil,
+        p99Microseconds: waitForDurability ? Double(merged.valueAtPercentile(99)) : nil,
+        fsyncs: statistics.fsyncCount)
+}
+
+final class Box<Value>: @unchecked Sendable {
+    var value: Value
+    init(_ value: Value) { self.value = value }
+}
+
+/// Builds a log of `totalBytes`, closes it cleanly, drops the page cache if allowed, and times open.
+func recoveryRun(directory: String, batches: [[UInt8]], totalBytes: Int, deleteIndexes: Bool) throws -> (seconds: Double, report: RecoveryReport) {
+    let partition = directory + "/recovery-0"
+    if !FileManager.default.fileExists(atPath: partition) {
+        freshDirectory(directory)
+        var configuration = LogConfiguration()
+        configuration.fsync = .never
+        let log = try PartitionLog.open(directory: partition, configuration: configuration)
+        var written = 0
+        var index = 0
+        while written < totalBytes {
+            let batch = batches[index % batches.count]
+            _ = try log.append(batch)
+            written += batch.count
+            index += 1
+        }
+        try log.close()
+    }
+    if deleteIndexes {
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: partition)) ?? [] where name.hasSuffix("index") {
+            try? FileManager.default.removeItem(atPath: partition + "/" + name)
+        }
+    }
+    // Cold cache when we may (root): recovery reads from disk, as after a reboot.
+    if let handle = FileHandle(forWritingAtPath: "/proc/sys/vm/drop_caches") {
+        sync()
+        handle.write(Data("3\n".utf8))
+        try? handle.close()
+    }
+    let start = now()
+    let log = try PartitionLog.open(directory: partition)
+    let seconds = Double(now() - start) / 1e9
+    let report = log.recoveryReport
+    try log.close()
+    return (seconds, report)
+}
+
+func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted()
+    return sorted[sorted.count / 2]
+}
+
+func medianResult(_ runs: [Result]) -> Result {
+    Result(
+        bytesPerSecond: median(runs.map(\.bytesPerSecond)), batchesPerSecond: median(runs.map(\.batchesPerSecond)),
+        p50Microseconds: runs[0].p50Microseconds == nil ? nil : median(runs.compactMap(\.p50Microseconds)),
+        p99Microseconds: runs[0].p99Microseconds == nil ? nil : median(runs.compactMap(\.p99Microseconds)),
+        fsyncs: runs[0].fsyncs == nil ? nil : Int(median(runs.compactMap { $0.fsyncs.map(Double.init) })))
+}
+
+let options = Options(arguments: CommandLine.arguments)
+let (batches, pointsPerBatch) = try makeBatches(count: 64)
+let averageBatch = batches.reduce(0) { $0 + $1.count } / batches.count
+print("batches: \(batches.count) distinct, ~\(averageBatch) bytes gzip each, \(pointsPerBatch) points each (~\(batches[0].count * 0 + 100)-byte points)")
+print("directory: \(options.directory), \(options.seconds) s per run, median of \(options.runs) runs\n")
+
+func format(_ result: Result, reference: Result?) -> String {
+    let megabytes = result.bytesPerSecond / 1e6
+    let points = result.batchesPerSecond * Double(pointsPerBatch)
+    let ratio = reference.map { String(format: "%.2fx", result.bytesPerSecond / $0.bytesPerSecond) } ?? "1.00x"
+    let p50 = result.p50Microseconds.map { String(format: "%.0f", $0) } ?? "-"
+    let p99 = result.p99Microseconds.map { String(format: "%.0f", $0) } ?? "-"
+    let p99Ratio = (result.p99Microseconds.flatMap { mine in reference?.p99Microseconds.map { mine / $0 } }).map { String(format: "%.2fx", $0) } ?? "-"
+    return String(format: "%8.1f | %10.0f | %@ | %@ | %@ | %@ | %@", megabytes, points, ratio, p50, p99, p99Ratio, result.fsyncs.map(String.init) ?? "-")
+}
+
+print("| scenario | MB/s | points/s | vs bare loop | p50 µs | p99 µs | p99 vs bare | fsyncs |")
+print("|---|---|---|---|---|---|---|---|")
+let bare = medianResult((0..<options.runs).map { _ in bareLoop(directory: options.directory, batches: batches, seconds: options.seconds) })
+print("| bare write+fdatasync loop | \(format(bare, reference: nil)) |")
+for policy in [FsyncPolicy.always, .interval(milliseconds: 5), .never] {
+    for appenders in [1, 8] {
+        let runs = try (0..<options.runs).map { _ in
+            try logRun(directory: options.directory, batches: batches, policy: policy, appenders: appenders, seconds: options.seconds)
+        }
+        print("| log fsync \(policy), \(appenders) appender\(appenders == 1 ? "" : "s") | \(format(medianResult(runs), reference: bare)) |")
+    }
+}
+
+var cleanOpens: [Double] = []
+var rebuildOpens: [Double] = []
+var lastReport = RecoveryReport()
+let recoveryDirectory = options.directory + "-recovery"
+try? FileManager.default.removeItem(atPath: recoveryDirectory)
+for _ in 0..<options.runs {
+    let (seconds, report) = try recoveryRun(directory: recoveryDirectory, batches: batches, totalBytes: options.recoveryBytes, deleteIndexes: false)
+    cleanOpens.append(seconds)
+    lastReport = report
+}
+for _ in 0..<options.runs {
+    rebuildOpens.append(try recoveryRun(directory: recoveryDirectory, batches: batches, totalBytes: options.recoveryBytes, deleteIndexes: true).seconds)
+}
+try? FileManager.default.removeItem(atPath: recoveryDirectory)
+print("\nrecovery (open) of a \(options.recoveryBytes >> 20) MiB log, \(lastReport.segmentCount) segments, cold page cache when permitted:")
+print(String(format: "  indexes intact:  median %.3f s (runs: %@)", median(cleanOpens), cleanOpens.map { String(format: "%.3f", $0) }.joined(separator: ", ")))
+print(String(format: "  indexes deleted: median %.3f s (runs: %@)", median(rebuildOpens), rebuildOpens.map { String(format: "%.3f", $0) }.joined(separator: ", ")))
+print("  batches CRC-checked on open: \(lastReport.batchesValidated)")
+try? FileManager.default.removeItem(atPath: options.directory)

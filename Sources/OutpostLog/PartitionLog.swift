@@ -1,0 +1,721 @@
+import Foundation
+import Logging
+import OutpostCore
+
+/// Where an append landed.
+public struct AppendResult: Hashable, Sendable {
+    public var firstOffset: Offset
+    public var lastOffset: Offset
+    public var batchCount: Int
+    public var bytes: Int
+    public var maxTimestamp: Int64
+    public var nextOffset: Offset { lastOffset + 1 }
+}
+
+/// Whole batches read from the log, back to back, ready to hand to a socket or a decoder.
+public struct LogReadResult: Sendable {
+    public var bytes: [UInt8]
+    public var batchCount: Int
+    /// Offset after the last returned batch: where the next read continues.
+    public var nextOffset: Offset
+    public var logStartOffset: Offset
+    public var logEndOffset: Offset
+}
+
+/// A segment whose stored bytes fail validation below the recovery point, where they were known to be
+/// fsynced: damage, not a torn write. Reported, kept on disk, never deleted by recovery.
+public struct CorruptSegment: Hashable, Sendable {
+    public var path: String
+    public var position: Int
+    public var reason: String
+}
+
+/// What opening a log found and did.
+public struct RecoveryReport: Hashable, Sendable {
+    public var segmentCount = 0
+    /// Batches whose CRC-32C was checked during recovery.
+    public var batchesValidated = 0
+    /// Bytes cut from torn or corrupt tails (including segments removed after a cut).
+    public var truncatedBytes = 0
+    /// Batches (or batch-shaped fragments) cut.
+    public var truncatedBatches = 0
+    /// Why the first cut happened, when one did.
+    public var truncationReason: String?
+    /// Segments removed because they followed a truncation; they held only never-acknowledged data.
+    public var deletedSegments: [Offset] = []
+    public var corruptSealedSegments: [CorruptSegment] = []
+    public var rebuiltIndexes = 0
+    public var logStartOffset: Offset = 0
+    public var logEndOffset: Offset = 0
+    public var recoveryPoint: Offset = 0
+    public var durationSeconds: Double = 0
+
+    public init() {}
+}
+
+public struct RetentionOutcome: Hashable, Sendable {
+    public var deletedSegments: [Offset] = []
+    public var deletedBytes = 0
+    public var logStartOffset: Offset = 0
+}
+
+/// Counters for metrics; a snapshot, cheap to take.
+public struct LogStatistics: Hashable, Sendable {
+    public var appendedBatches = 0
+    public var appendedBytes = 0
+    public var fsyncCount = 0
+    public var fsyncSecondsTotal: Double = 0
+    public var lastFsyncSeconds: Double = 0
+    public var segmentCount = 0
+    public var sizeBytes = 0
+    public var logStartOffset: Offset = 0
+    public var logEndOffset: Offset = 0
+    public var durableEndOffset: Offset = 0
+}
+
+/// One partition's log: a directory of segments, the last one active.
+///
+/// Thread-safe. Appends write under a lock (a page-cache write); fsyncs run on the log's flusher thread
+/// with the lock released, so appends that arrive during an fsync are written meanwhile and share the next
+/// one (group commit). `whenDurable`/`awaitDurable` complete once an offset is fsynced. Reads hold the lock
+/// only to find their segment, then read without it; a segment deleted by retention mid-read stays
+/// readable through the reader's reference to its open file.
+public final class PartitionLog: @unchecked Sendable {
+    public let directory: String
+    public let configuration: LogConfiguration
+    public let recoveryReport: RecoveryReport
+    let clock: @Sendable () -> Int64
+    let logger: Logger
+
+    /// Guards every `var` below and is the flusher's condition variable.
+    private let lock = NSCondition()
+    private var segments: [Segment]
+    private var logStart: Offset
+    private var nextOffset: Offset
+    /// Offsets below this are fsynced.
+    private var durableEnd: Offset
+    private var recoveryPoint: Offset
+    private var waiters: [(offset: Offset, callback: @Sendable (Result<Void, LogError>) -> Void)] = []
+    private var synchronizeRequested = false
+    private var failure: LogError?
+    private var closed = false
+    private var flusherRunning = false
+    private var retentionFloor: Offset?
+    /// Guarded by `lock`; written to disk under `checkpointWriteLock` so writers never interleave.
+    private var checkpoint: Checkpoint
+    private let checkpointWriteLock = NSLock()
+    private var statistics = LogStatistics()
+    private var lastSynchronizeUptimeNanoseconds: UInt64 = 0
+
+
+    /// Opens (creating if needed) the log in `directory` and recovers it; see `LogLoader`.
+    /// - Parameter clock: wall-clock milliseconds, for roll and retention by age.
+    public static func open(
+        directory: String, configuration: LogConfiguration = LogConfiguration(),
+        clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1000) },
+        logger: Logger = Logger(label: "outpost.log")
+    ) throws(LogError) -> PartitionLog {
+        let configuration = try configuration.validated()
+        let started = DispatchTime.now().uptimeNanoseconds
+        var loaded = try LogLoader(directory: directory, configuration: configuration, now: clock(), logger: logger).load()
+        loaded.report.durationSeconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+        let log = PartitionLog(directory: directory, configuration: configuration, loaded: loaded, clock: clock, logger: logger)
+        log.startFlusher()
+        let report = loaded.report
+        if report.truncatedBytes > 0 || !report.corruptSealedSegments.isEmpty || report.rebuiltIndexes > 0 {
+            logger.warning("log recovered", metadata: [
+                "directory": "\(directory)", "truncated_bytes": "\(report.truncatedBytes)",
+                "truncated_batches": "\(report.truncatedBatches)", "reason": "\(report.truncationReason ?? "-")",
+                "deleted_segments": "\(report.deletedSegments.count)",
+                "corrupt_sealed_segments": "\(report.corruptSealedSegments.map { "\($0.path)@\($0.position): \($0.reason)" })",
+                "rebuilt_indexes": "\(report.rebuiltIndexes)",
+            ])
+        } else {
+            logger.debug("log opened", metadata: ["directory": "\(directory)", "end_offset": "\(report.logEndOffset)"])
+        }
+        return log
+    }
+
+    private init(directory: String, configuration: LogConfiguration, loaded: LogLoader.Loaded, clock: @escaping @Sendable () -> Int64, logger: Logger) {
+        self.directory = directory
+        self.configuration = configuration
+        self.recoveryReport = loaded.report
+        self.clock = clock
+        self.logger = logger
+        segments = loaded.segments
+        logStart = loaded.segments.first?.baseOffset ?? 0
+        nextOffset = loaded.segments.last?.nextOffset ?? 0
+        durableEnd = nextOffset
+        recoveryPoint = loaded.report.recoveryPoint
+        checkpoint = loaded.checkpoint
+    }
+
+    deinit {
+        // close() is the orderly path. A log dropped without it still gets its written bytes fsynced and
+        // its indexes written; the flusher holds only a weak reference, so it ends by itself.
+        lock.lock()
+        if !closed {
+            closed = true
+            for segment in segments where segment.synchronizedSize < segment.size { try? segment.file.synchronize() }
+            for segment in segments { segment.writePendingIndexEntries() }
+        }
+        lock.broadcast()
+        lock.unlock()
+    }
+
+    // MARK: Offsets
+
+    public var logStartOffset: Offset { locked { logStart } }
+    public var logEndOffset: Offset { locked { nextOffset } }
+    /// Offsets below this are fsynced (committed).
+    public var durableEndOffset: Offset { locked { durableEnd } }
+    /// Set once an fsync failed: the log refuses work until reopened.
+    public var failureReason: LogError? { locked { failure } }
+
+    public func currentStatistics() -> LogStatistics {
+        locked {
+            var snapshot = statistics
+            snapshot.segmentCount = segments.count
+            snapshot.sizeBytes = segments.reduce(0) { $0 + $1.size }
+            snapshot.logStartOffset = logStart
+            snapshot.logEndOffset = nextOffset
+            snapshot.durableEndOffset = durableEnd
+            return snapshot
+        }
+    }
+
+    private func locked<T>(_ body: () throws -> T) rethrows -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body()
+    }
+
+    // MARK: Append
+
+    /// Appends one or more back-to-back batches, assigning offsets by rewriting each batch's baseOffset
+    /// (and partitionLeaderEpoch when given) in place: outside the CRC, so nothing is re-compressed.
+    ///
+    /// Returns once the bytes are written (page cache). Under `fsync: always` they are committed when
+    /// `whenDurable(result.lastOffset)` fires; the flusher has already been woken.
+    public func append(_ batches: [UInt8], partitionLeaderEpoch: Int32? = nil) throws(LogError) -> AppendResult {
+        // Validate before taking the lock: CRC checks of concurrent appenders run in parallel.
+        var headers: [RecordBatchHeader] = []
+        var iterator = RecordBatchIterator(batches)
+        while let (header, range) = iterator.next() {
+            guard range.count <= configuration.batchBytesMax else {
+                throw .batchTooLarge(size: range.count, limit: configuration.batchBytesMax)
+            }
+            headers.append(header)
+        }
+        if let reason = iterator.stopReason { throw .invalidBatch(reason) }
+        guard !headers.isEmpty else { throw .invalidBatch(.truncated(needed: RecordBatchLayout.headerSize, available: 0)) }
+
+        var bytes = batches
+        lock.lock()
+        defer { lock.unlock() }
+        if closed { throw .closed }
+        if let failure { throw failure }
+        guard waiters.count < configuration.durabilityWaitersMax else { throw .overloaded(waiting: waiters.count) }
+        // Bound what sits written but not fsynced (what a crash can lose under `interval`, and the backlog
+        // of acknowledgements under `always`): past it, appends wait for the flusher — back-pressure —
+        // instead of outrunning the disk.
+        if configuration.fsync != .never {
+            while unsynchronizedBytes > configuration.unsynchronizedBytesMax && !closed && failure == nil {
+                synchronizeRequested = true
+                lock.broadcast()
+                lock.wait()
+            }
+            if closed { throw .closed }
+            if let failure { throw failure }
+        }
+        let now = clock()
+        var active = segments[segments.count - 1]
+        if shouldRoll(active, adding: bytes.count, now: now) {
+            active = try roll(now: now)
+        }
+        // Assign offsets.
+        var position = 0
+        var offset = nextOffset
+        var maxTimestamp: Int64 = -1
+        bytes.withUnsafeMutableBytes { buffer in
+            for header in headers {
+                RecordBatchValidation.setBaseOffset(offset.rawValue, in: buffer, at: position)
+                if let partitionLeaderEpoch {
+                    RecordBatchValidation.setPartitionLeaderEpoch(partitionLeaderEpoch, in: buffer, at: position)
+                }
+                offset = offset + Int64(header.lastOffsetDelta) + 1
+                position += header.totalSize
+                maxTimestamp = max(maxTimestamp, header.maxTimestamp)
+            }
+        }
+        let writePosition = active.size
+        try bytes.withBytes { (buffer) throws(LogError) in try active.file.writeAll(buffer, at: writePosition) }
+        // Written: now account for it.
+        let firstOffset = nextOffset
+        position = 0
+        var batchOffset = nextOffset
+        for header in headers {
+            active.indexes.note(
+                batchAt: writePosition + position, relativeOffset: active.relativeOffset(batchOffset), size: header.totalSize,
+                maxTimestamp: header.maxTimestamp, intervalBytes: configuration.indexIntervalBytes)
+            batchOffset = batchOffset + Int64(header.lastOffsetDelta) + 1
+            position += header.totalSize
+        }
+        active.size += bytes.count
+        active.nextOffset = offset
+        active.maxTimestamp = max(active.maxTimestamp, maxTimestamp)
+        active.lastAppendMilliseconds = now
+        nextOffset = offset
+        statistics.appendedBatches += headers.count
+        statistics.appendedBytes += bytes.count
+        // Wake the flusher: under `always` to fsync now, under `interval` to start its timer (it sleeps
+        // untimed while the log is clean).
+        lock.broadcast()
+        return AppendResult(
+            firstOffset: firstOffset, lastOffset: offset + -1, batchCount: headers.count, bytes: bytes.count,
+            maxTimestamp: maxTimestamp)
+    }
+
+    /// Bytes written but not yet fsynced (lock held).
+    private var unsynchronizedBytes: Int {
+        segments.reduce(0) { $0 + ($1.size - $1.synchronizedSize) }
+    }
+
+    private func shouldRoll(_ active: Segment, adding count: Int, now: Int64) -> Bool {
+        guard active.size > 0 else { return false }
+        if active.size + count > configuration.segmentBytesMax { return true }
+        if let ageMax = configuration.segmentAgeMaxMilliseconds, now - active.createdAtMilliseconds >= ageMax { return true }
+        return false
+    }
+
+    /// Seals the active segment and starts a new one at `nextOffset`. Caller holds the lock.
+    private func roll(now: Int64) throws(LogError) -> Segment {
+        let sealed = segments[segments.count - 1]
+        sealed.writePendingIndexEntries()
+        let segment = try Segment(baseOffset: nextOffset, directory: directory, create: true, nowMilliseconds: now)
+        // The new file's directory entry must be durable before anything in it can count as committed.
+        try Directory.synchronize(directory)
+        segment.nextOffset = nextOffset
+        segments.append(segment)
+        let (indexChecksum, timeIndexChecksum) = sealed.indexChecksums()
+        checkpoint.segments[sealed.baseOffset] = Checkpoint.SegmentEntry(
+            createdMilliseconds: sealed.createdAtMilliseconds, indexChecksum: indexChecksum, timeIndexChecksum: timeIndexChecksum)
+        checkpoint.segments[segment.baseOffset] = Checkpoint.SegmentEntry(createdMilliseconds: now)
+        writeCheckpoint(checkpoint)
+        if configuration.retentionBytes != nil { applyRetention(now: now) }
+        return segment
+    }
+
+    // MARK: Durability
+
+    /// Calls `callback` once every offset up to and including `offset` is fsynced (at once if already),
+    /// or with the error that makes that impossible. The callback runs on the flusher thread: keep it short.
+    public func whenDurable(through offset: Offset, _ callback: @escaping @Sendable (Result<Void, LogError>) -> Void) {
+        lock.lock()
+        if offset < durableEnd {
+            lock.unlock()
+            callback(.success(()))
+            return
+        }
+        if let failure {
+            lock.unlock()
+            callback(.failure(failure))
+            return
+        }
+        if closed {
+            lock.unlock()
+            callback(.failure(.closed))
+            return
+        }
+        waiters.append((offset, callback))
+        lock.broadcast()
+        lock.unlock()
+    }
+
+    /// Waits until `offset` is fsynced.
+    public func awaitDurable(through offset: Offset) async throws(LogError) {
+        let result: Result<Void, LogError> = await withCheckedContinuation { continuation in
+            whenDurable(through: offset) { continuation.resume(returning: $0) }
+        }
+        try result.get()
+    }
+
+    /// fsyncs everything appended so far and returns when it is durable (any policy).
+    public func flush() throws(LogError) {
+        let done = DispatchSemaphore(value: 0)
+        let outcome = LockedBox<Result<Void, LogError>>(.success(()))
+        lock.lock()
+        let target = nextOffset
+        if target == durableEnd {
+            lock.unlock()
+            return
+        }
+        synchronizeRequested = true
+        lock.unlock()
+        whenDurable(through: target + -1) { result in
+            outcome.set(result)
+            done.signal()
+        }
+        done.wait()
+        try outcome.get().get()
+    }
+
+    private func startFlusher() {
+        lock.lock()
+        flusherRunning = true
+        lock.unlock()
+        // The thread holds the log only while it works on a round: between rounds (every second at most)
+        // it holds nothing, so a log dropped without close() is still freed and the thread ends.
+        let thread = Thread { [weak self] in
+            while let log = self {
+                if !log.flusherRound() { break }
+            }
+        }
+        thread.name = "outpost-log-flusher"
+        thread.start()
+    }
+
+    enum FlusherStep {
+        case synchronize
+        case idle
+        case stop
+    }
+
+    /// One round of the flusher: waits (a second at most) for unsynced appends, the interval, or an explicit
+    /// request; fsyncs every dirty segment with the lock released; then advances `durableEnd` and releases
+    /// waiters. Returns false when the flusher should end.
+    private func flusherRound() -> Bool {
+        lock.lock()
+        switch waitForWork() {
+        case .stop:
+            flusherRunning = false
+            lock.broadcast()
+            lock.unlock()
+            return false
+        case .idle:
+            lock.unlock()
+            return true
+        case .synchronize:
+            break
+        }
+        let target = nextOffset
+        lastSynchronizeUptimeNanoseconds = DispatchTime.now().uptimeNanoseconds
+        let dirty = segments.filter { $0.synchronizedSize < $0.size }.map { ($0, $0.size) }
+        synchronizeRequested = false
+        lock.unlock()
+        var error: LogError?
+        let started = DispatchTime.now().uptimeNanoseconds
+        for (segment, _) in dirty {
+            do { try segment.file.synchronize() } catch let failed {
+                error = failed
+                break
+            }
+        }
+        if let delay = configuration.simulatedFsyncDelayMilliseconds, delay > 0 {
+            Thread.sleep(forTimeInterval: Double(delay) / 1000)
+        }
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+        lock.lock()
+        var released: [@Sendable (Result<Void, LogError>) -> Void] = []
+        var releasedResult: Result<Void, LogError> = .success(())
+        if let error {
+            logger.critical("fsync failed; the log stops accepting writes until reopened", metadata: ["directory": "\(directory)", "error": "\(error)"])
+            failure = .failed(reason: "\(error)")
+            releasedResult = .failure(.failed(reason: "\(error)"))
+            released = waiters.map(\.callback)
+            waiters.removeAll()
+        } else {
+            for (segment, size) in dirty { segment.synchronizedSize = max(segment.synchronizedSize, size) }
+            if !dirty.isEmpty {
+                statistics.fsyncCount += 1
+                statistics.fsyncSecondsTotal += seconds
+                statistics.lastFsyncSeconds = seconds
+            }
+            durableEnd = max(durableEnd, target)
+            if !waiters.isEmpty {
+                var remaining: [(offset: Offset, callback: @Sendable (Result<Void, LogError>) -> Void)] = []
+                for waiter in waiters {
+                    if waiter.offset < durableEnd { released.append(waiter.callback) } else { remaining.append(waiter) }
+                }
+                waiters = remaining
+            }
+        }
+        let newCheckpoint = sealedSynchronizedEnd()
+        lock.broadcast()  // appenders held back by `unsynchronizedBytesMax`
+        lock.unlock()
+        for callback in released { callback(releasedResult) }
+        if let newCheckpoint { writeCheckpoint(newCheckpoint) }
+        return true
+    }
+
+    /// Waits (lock held, at most a second) until there is something to fsync.
+    private func waitForWork() -> FlusherStep {
+        let deadline = Date(timeIntervalSinceNow: 1)
+        while true {
+            let unsynced = durableEnd < nextOffset || segments.contains { $0.synchronizedSize < $0.size }
+            if closed { return unsynced && failure == nil ? .synchronize : .stop }
+            if failure != nil { return .stop }
+            var wakeAt = deadline
+            switch configuration.fsync {
+            case .always:
+                if unsynced { return .synchronize }
+            case .interval(let milliseconds):
+                if unsynced && synchronizeRequested { return .synchronize }
+                if unsynced {
+                    let due = lastSynchronizeUptimeNanoseconds + UInt64(milliseconds) * 1_000_000
+                    let now = DispatchTime.now().uptimeNanoseconds
+                    if now >= due { return .synchronize }
+                    wakeAt = min(wakeAt, Date(timeIntervalSinceNow: Double(due - now) / 1e9))
+                }
+            case .never:
+                if unsynced && (synchronizeRequested || segments.dropLast().contains { $0.synchronizedSize < $0.size }) { return .synchronize }
+            }
+            if !lock.wait(until: wakeAt) && Date() >= deadline { return .idle }
+        }
+    }
+
+    /// The end of the sealed segments when all of them are fsynced and it moved past the recorded
+    /// recovery point (lock held). Recovery trusts segments below the recovery point.
+    private func sealedSynchronizedEnd() -> Checkpoint? {
+        guard segments.count > 1 else { return nil }
+        let sealed = segments.dropLast()
+        guard sealed.allSatisfy({ $0.synchronizedSize >= $0.size }) else { return nil }
+        let end = segments[segments.count - 1].baseOffset
+        guard end > recoveryPoint else { return nil }
+        recoveryPoint = end
+        checkpoint.recoveryPoint = end
+        return checkpoint
+    }
+
+    /// Writes a snapshot of the checkpoint. A failure only costs a longer recovery scan next time (and an
+    /// index rebuild), so it is logged, not thrown.
+    private func writeCheckpoint(_ snapshot: Checkpoint) {
+        checkpointWriteLock.lock()
+        defer { checkpointWriteLock.unlock() }
+        do {
+            try snapshot.write(directory: directory)
+        } catch {
+            logger.warning("could not write the checkpoint", metadata: ["directory": "\(directory)", "error": "\(error)"])
+        }
+    }
+
+    // MARK: Read
+
+    /// Reads whole batches starting with the one that contains `offset`, up to `maxBytes` (always at least
+    /// one batch), stopping before any batch at or beyond `limit` (e.g. the high watermark or the durable
+    /// end). Reading at the end offset returns no batches.
+    public func read(from offset: Offset, maxBytes: Int, upTo limit: Offset? = nil) throws(LogError) -> LogReadResult {
+        lock.lock()
+        if closed {
+            lock.unlock()
+            throw .closed
+        }
+        let start = logStart
+        let end = nextOffset
+        let bound = min(limit ?? end, end)
+        guard offset >= start && offset <= end else {
+            lock.unlock()
+            throw .offsetOutOfRange(requested: offset, logStart: start, logEnd: end)
+        }
+        var result = LogReadResult(bytes: [], batchCount: 0, nextOffset: offset, logStartOffset: start, logEndOffset: end)
+        guard offset < bound else {
+            lock.unlock()
+            return result
+        }
+        let first = segmentIndex(containing: offset)
+        let startPosition = segments[first].indexes.position(atOrBefore: segments[first].relativeOffset(offset))
+        let snapshot = segments[first...].map { (segment: $0, size: $0.size, corruptFrom: $0.corruptFrom) }
+        lock.unlock()
+
+        var header = [UInt8]()
+        header.reserveCapacity(RecordBatchLayout.headerSize)
+        for (index, entry) in snapshot.enumerated() {
+            var position = index == 0 ? startPosition : 0
+            // An index entry is a hint: if the batch it points at is not one that can precede `offset`, scan
+            // the segment from its start instead of trusting the index over the data.
+            var trustingIndexEntry = index == 0 && startPosition > 0
+            let readableEnd = entry.corruptFrom.map { min($0, entry.size) } ?? entry.size
+            while position < readableEnd {
+                header.removeAll(keepingCapacity: true)
+                let got = try entry.segment.file.read(RecordBatchLayout.headerSize, at: position, appendingTo: &header)
+                let parsed = got == RecordBatchLayout.headerSize ? try? RecordBatchHeader(bytes: header) : nil
+                let plausible = parsed.map {
+                    $0.magic == RecordBatchLayout.magic && $0.totalSize >= RecordBatchLayout.headerSize && position + $0.totalSize <= entry.size
+                } ?? false
+                if trustingIndexEntry {
+                    trustingIndexEntry = false
+                    if !plausible || Offset(parsed?.baseOffset ?? Int64.max) > offset {
+                        logger.warning("offset index entry disagrees with the data; scanning the segment", metadata: ["path": "\(entry.segment.logPath)", "position": "\(position)"])
+                        position = 0
+                        continue
+                    }
+                }
+                guard let batch = parsed, plausible else {
+                    throw .corruptSegment(path: entry.segment.logPath, position: position, reason: "unreadable batch header")
+                }
+                if Offset(batch.baseOffset) >= bound { return result }
+                if Offset(batch.lastOffset) < offset {
+                    position += batch.totalSize
+                    continue
+                }
+                if result.batchCount > 0 && result.bytes.count + batch.totalSize > maxBytes { return result }
+                result.bytes.append(contentsOf: header)
+                try entry.segment.file.read(batch.totalSize - RecordBatchLayout.headerSize, at: position + RecordBatchLayout.headerSize, appendingTo: &result.bytes)
+                result.batchCount += 1
+                result.nextOffset = Offset(batch.nextOffset)
+                position += batch.totalSize
+            }
+            if let corruptFrom = entry.corruptFrom, position >= corruptFrom, result.batchCount == 0 {
+                throw .corruptSegment(path: entry.segment.logPath, position: corruptFrom, reason: "damaged region found on open")
+            }
+            if entry.corruptFrom != nil { return result }
+        }
+        return result
+    }
+
+    /// Index of the segment whose range holds `offset` (lock held).
+    private func segmentIndex(containing offset: Offset) -> Int {
+        var low = 0
+        var high = segments.count
+        while low < high {
+            let middle = (low + high) / 2
+            if segments[middle].baseOffset <= offset { low = middle + 1 } else { high = middle }
+        }
+        return max(0, low - 1)
+    }
+
+    /// The first offset whose record timestamp (ms) is at or after `timestamp`, and that timestamp;
+    /// nil when no record is that late. Decodes only the one batch where the answer lies.
+    public func offset(forTimestamp timestamp: Int64) throws(LogError) -> (offset: Offset, timestamp: Int64)? {
+        lock.lock()
+        let bound = nextOffset
+        let candidates = segments.enumerated().filter { $0.element.maxTimestamp >= timestamp }.map { entry in
+            let segment = entry.element
+            let startRelative = segment.indexes.relativeOffset(before: timestamp)
+            let position = startRelative.map { segment.indexes.position(atOrBefore: $0) } ?? 0
+            return (segment: segment, size: segment.size, position: position)
+        }
+        lock.unlock()
+        for candidate in candidates {
+            var position = candidate.position
+            while position < candidate.size {
+                let header = try candidate.segment.file.read(RecordBatchLayout.headerSize, at: position)
+                guard let batch = try? RecordBatchHeader(bytes: header), batch.totalSize >= RecordBatchLayout.headerSize else {
+                    throw .corruptSegment(path: candidate.segment.logPath, position: position, reason: "unreadable batch header")
+                }
+                if Offset(batch.baseOffset) >= bound { return nil }
+                if batch.maxTimestamp >= timestamp {
+                    let bytes = try candidate.segment.file.read(batch.totalSize, at: position)
+                    let decoded: RecordBatch
+                    do { decoded = try RecordBatch.decode(bytes) } catch { throw .invalidBatch(error) }
+                    if let record = decoded.records.first(where: { $0.timestampMilliseconds >= timestamp }) {
+                        return (Offset(record.offset), record.timestampMilliseconds)
+                    }
+                }
+                position += batch.totalSize
+            }
+        }
+        return nil
+    }
+
+    // MARK: Retention
+
+    /// Keeps retention from deleting any segment holding offsets at or above `offset` (nil: no floor).
+    /// The replicator sets it to its cursor so unreplicated data is never deleted by age or size.
+    public func setRetentionFloor(_ offset: Offset?) {
+        locked { retentionFloor = offset }
+    }
+
+    /// Deletes whole oldest segments beyond the size or age bound, never the active segment and never one
+    /// that holds offsets at or above the retention floor. The owner calls this periodically (age) — size
+    /// is also enforced on every roll.
+    @discardableResult
+    public func enforceRetention() -> RetentionOutcome {
+        locked { applyRetention(now: clock()) }
+    }
+
+    /// Lock held.
+    @discardableResult
+    private func applyRetention(now: Int64) -> RetentionOutcome {
+        var outcome = RetentionOutcome()
+        var total = segments.reduce(0) { $0 + $1.size }
+        var count = 0
+        while segments.count - count > 1 {
+            let candidate = segments[count]
+            let overSize = configuration.retentionBytes.map { Int64(total) > $0 } ?? false
+            let overAge = configuration.retentionMilliseconds.map { now - candidate.lastAppendMilliseconds > $0 } ?? false
+            guard overSize || overAge else { break }
+            if let floor = retentionFloor, candidate.nextOffset > floor { break }
+            total -= candidate.size
+            count += 1
+        }
+        guard count > 0 else {
+            outcome.logStartOffset = logStart
+            return outcome
+        }
+        let removed = segments[..<count]
+        segments.removeFirst(count)
+        logStart = segments[0].baseOffset
+        for segment in removed {
+            checkpoint.segments[segment.baseOffset] = nil
+            outcome.deletedSegments.append(segment.baseOffset)
+            outcome.deletedBytes += segment.size
+            do { try segment.deleteFiles() } catch {
+                logger.error("could not delete a segment", metadata: ["path": "\(segment.logPath)", "error": "\(error)"])
+            }
+        }
+        try? Directory.synchronize(directory)
+        writeCheckpoint(checkpoint)
+        outcome.logStartOffset = logStart
+        logger.info("retention deleted segments", metadata: [
+            "directory": "\(directory)", "segments": "\(outcome.deletedSegments.count)", "bytes": "\(outcome.deletedBytes)",
+            "log_start_offset": "\(logStart)",
+        ])
+        return outcome
+    }
+
+    // MARK: Close
+
+    /// Flushes everything, writes the indexes and the recovery point, and stops the flusher. Idempotent.
+    public func close() throws(LogError) {
+        lock.lock()
+        if closed {
+            lock.unlock()
+            return
+        }
+        closed = true
+        lock.broadcast()
+        while flusherRunning { lock.wait() }
+        let failure = self.failure
+        var leftover = waiters.map(\.callback)
+        waiters.removeAll()
+        for segment in segments { segment.writePendingIndexEntries() }
+        let end = nextOffset
+        let allSynchronized = failure == nil && segments.allSatisfy { $0.synchronizedSize >= $0.size }
+        if allSynchronized { durableEnd = end }
+        lock.unlock()
+        var finalCheckpoint: Checkpoint?
+        if allSynchronized {
+            lock.lock()
+            checkpoint.recoveryPoint = max(checkpoint.recoveryPoint, segments.last?.baseOffset ?? 0)
+            finalCheckpoint = checkpoint
+            lock.unlock()
+        }
+        if let finalCheckpoint {
+            for callback in leftover { callback(.success(())) }
+            leftover.removeAll()
+            writeCheckpoint(finalCheckpoint)
+        }
+        for callback in leftover { callback(.failure(failure ?? .closed)) }
+        if let failure { throw failure }
+    }
+}
+
+/// A value shared between a callback and a waiting thread.
+final class LockedBox<Value>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Value
+    init(_ value: Value) { self.value = value }
+    func set(_ newValue: Value) { lock.lock(); value = newValue; lock.unlock() }
+    func get() -> Value { lock.lock(); defer { lock.unlock() }; return value }
+}

@@ -1,0 +1,105 @@
+import OutpostCore
+
+/// File names of a segment: base offset zero-padded to 20 digits, so `ls` sorts them (Kafka's scheme).
+public enum SegmentNames {
+    public static func stem(_ baseOffset: Offset) -> String {
+        let digits = String(baseOffset.rawValue)
+        return String(repeating: "0", count: max(0, 20 - digits.count)) + digits
+    }
+
+    public static func log(_ baseOffset: Offset) -> String { stem(baseOffset) + ".log" }
+    public static func index(_ baseOffset: Offset) -> String { stem(baseOffset) + ".index" }
+    public static func timeIndex(_ baseOffset: Offset) -> String { stem(baseOffset) + ".timeindex" }
+
+    /// The base offset a `.log` file name encodes, or nil for any other name.
+    public static func baseOffset(ofLogFile name: String) -> Offset? {
+        guard name.hasSuffix(".log") else { return nil }
+        let stem = name.dropLast(4)
+        guard stem.count == 20, stem.allSatisfy(\.isASCII), let value = Int64(stem), value >= 0 else { return nil }
+        return Offset(value)
+    }
+}
+
+/// One segment: its `.log` file and indexes. All mutable state is guarded by the owning `PartitionLog`'s
+/// lock; the class identity is what readers hold on to (see `SegmentFile`).
+final class Segment: @unchecked Sendable {
+    let baseOffset: Offset
+    let directory: String
+    let file: SegmentFile
+    var size: Int
+    /// Offset after the last batch in this segment.
+    var nextOffset: Offset
+    /// Largest record timestamp (ms) in the segment; -1 when empty.
+    var maxTimestamp: Int64 = -1
+    var indexes = SegmentIndexes()
+    /// Where damage found on open begins in a sealed segment; reads stop there with an error.
+    var corruptFrom: Int?
+    /// Bytes known to be on disk (fsynced).
+    var synchronizedSize: Int
+    /// Wall-clock time (ms) of the first append since open, or of the file's creation; drives roll by age.
+    var createdAtMilliseconds: Int64
+    /// Wall-clock time (ms) of the last append; drives retention by age.
+    var lastAppendMilliseconds: Int64
+
+    var logPath: String { directory + "/" + SegmentNames.log(baseOffset) }
+    var indexPath: String { directory + "/" + SegmentNames.index(baseOffset) }
+    var timeIndexPath: String { directory + "/" + SegmentNames.timeIndex(baseOffset) }
+
+    init(baseOffset: Offset, directory: String, create: Bool, nowMilliseconds: Int64) throws(LogError) {
+        self.baseOffset = baseOffset
+        self.directory = directory
+        file = try SegmentFile(path: directory + "/" + SegmentNames.log(baseOffset), create: create)
+        size = try file.size()
+        synchronizedSize = create ? 0 : size
+        nextOffset = baseOffset
+        let modified = Directory.modificationTimeMilliseconds(directory + "/" + SegmentNames.log(baseOffset)) ?? nowMilliseconds
+        createdAtMilliseconds = create ? nowMilliseconds : modified
+        lastAppendMilliseconds = create ? nowMilliseconds : modified
+    }
+
+    func relativeOffset(_ offset: Offset) -> UInt32 { UInt32(clamping: offset - baseOffset) }
+
+    /// Writes index entries not yet in the index files. The files are caches, so a failure here (a full
+    /// disk) only leaves them short; they are completed later or rebuilt on open.
+    func writePendingIndexEntries() {
+        if indexes.offsetsWritten < indexes.offsets.count {
+            let bytes = SegmentIndexes.encode(indexes.offsets[indexes.offsetsWritten...])
+            if (try? appendToFile(indexPath, bytes, at: indexes.offsetsWritten * OffsetIndexEntry.size)) != nil {
+                indexes.offsetsWritten = indexes.offsets.count
+            }
+        }
+        if indexes.timesWritten < indexes.times.count {
+            let bytes = SegmentIndexes.encode(indexes.times[indexes.timesWritten...])
+            if (try? appendToFile(timeIndexPath, bytes, at: indexes.timesWritten * TimeIndexEntry.size)) != nil {
+                indexes.timesWritten = indexes.times.count
+            }
+        }
+    }
+
+    /// Rewrites both index files from memory (after recovery or truncation).
+    func rewriteIndexFiles() {
+        indexes.offsetsWritten = 0
+        indexes.timesWritten = 0
+        _ = try? SegmentFile(path: indexPath, create: true).truncate(to: 0)
+        _ = try? SegmentFile(path: timeIndexPath, create: true).truncate(to: 0)
+        writePendingIndexEntries()
+    }
+
+    private func appendToFile(_ path: String, _ bytes: [UInt8], at position: Int) throws(LogError) {
+        let indexFile = try SegmentFile(path: path, create: true)
+        try indexFile.truncate(to: position)
+        try bytes.withBytes { (buffer) throws(LogError) in try indexFile.writeAll(buffer, at: position) }
+    }
+
+    /// CRC-32C of the index files' full contents as they are written from memory; recorded in the
+    /// checkpoint when the segment is sealed.
+    func indexChecksums() -> (UInt32, UInt32) {
+        (CRC32C.checksum(SegmentIndexes.encode(indexes.offsets[...])), CRC32C.checksum(SegmentIndexes.encode(indexes.times[...])))
+    }
+
+    func deleteFiles() throws(LogError) {
+        try Directory.remove(logPath)
+        try Directory.remove(indexPath)
+        try Directory.remove(timeIndexPath)
+    }
+}

@@ -1,0 +1,161 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import OutpostCore
+
+/// An open file of a segment (log, index or time index), with the few system calls the log needs.
+/// Closing happens in `deinit`: a reader holding a segment keeps its file open even after retention
+/// unlinked it, so reads never race deletion.
+final class SegmentFile: @unchecked Sendable {
+    let path: String
+    let descriptor: Int32
+
+    /// Opens (creating when `create`) read-write.
+    init(path: String, create: Bool) throws(LogError) {
+        self.path = path
+        let flags = O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0)
+        let descriptor = open(path, flags, 0o644)
+        guard descriptor >= 0 else { throw .io(operation: "open", path: path, errno: errno) }
+        self.descriptor = descriptor
+    }
+
+    deinit { close(descriptor) }
+
+    func size() throws(LogError) -> Int {
+        var status = stat()
+        guard fstat(descriptor, &status) == 0 else { throw .io(operation: "fstat", path: path, errno: errno) }
+        return Int(status.st_size)
+    }
+
+    /// Writes all of `bytes` at `position`. On failure the file is cut back to `position`, so a failed
+    /// append leaves no partial batch behind, and the error is `.diskFull` for ENOSPC/EDQUOT.
+    func writeAll(_ bytes: UnsafeRawBufferPointer, at position: Int) throws(LogError) {
+        var written = 0
+        while written < bytes.count {
+            let result = pwrite(descriptor, bytes.baseAddress! + written, bytes.count - written, off_t(position + written))
+            if result < 0 {
+                let code = errno
+                if code == EINTR { continue }
+                _ = ftruncate(descriptor, off_t(position))
+                if code == ENOSPC || code == EDQUOT { throw .diskFull(path: path) }
+                throw .io(operation: "write", path: path, errno: code)
+            }
+            written += result
+        }
+    }
+
+    /// Reads up to `count` bytes at `position`, appending them to `output`. Returns how many were read
+    /// (fewer at end of file).
+    @discardableResult
+    func read(_ count: Int, at position: Int, appendingTo output: inout [UInt8]) throws(LogError) -> Int {
+        guard count > 0 else { return 0 }
+        let start = output.count
+        output.append(contentsOf: repeatElement(0, count: count))
+        var total = 0
+        var failure: Int32 = 0
+        output.withUnsafeMutableBytes { buffer in
+            while total < count {
+                let result = pread(descriptor, buffer.baseAddress! + start + total, count - total, off_t(position + total))
+                if result < 0 {
+                    if errno == EINTR { continue }
+                    failure = errno
+                    return
+                }
+                if result == 0 { return }
+                total += result
+            }
+        }
+        output.removeSubrange((start + total)...)
+        if failure != 0 { throw .io(operation: "read", path: path, errno: failure) }
+        return total
+    }
+
+    func read(_ count: Int, at position: Int) throws(LogError) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(count)
+        try read(count, at: position, appendingTo: &bytes)
+        return bytes
+    }
+
+    func truncate(to size: Int) throws(LogError) {
+        guard ftruncate(descriptor, off_t(size)) == 0 else { throw .io(operation: "truncate", path: path, errno: errno) }
+    }
+
+    /// fdatasync: the data and the metadata needed to read it (size) reach the disk.
+    func synchronize() throws(LogError) {
+        while fdatasync(descriptor) != 0 {
+            if errno == EINTR { continue }
+            throw .io(operation: "fdatasync", path: path, errno: errno)
+        }
+    }
+}
+
+/// Directory operations: an fsync of the directory makes a created, renamed or deleted entry durable.
+enum Directory {
+    static func synchronize(_ path: String) throws(LogError) {
+        let descriptor = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw .io(operation: "open directory", path: path, errno: errno) }
+        defer { close(descriptor) }
+        guard fsync(descriptor) == 0 else { throw .io(operation: "fsync directory", path: path, errno: errno) }
+    }
+
+    static func create(_ path: String) throws(LogError) {
+        var prefix = ""
+        for component in path.split(separator: "/", omittingEmptySubsequences: true) {
+            prefix += (prefix.isEmpty && !path.hasPrefix("/") ? "" : "/") + component
+            if mkdir(prefix, 0o755) != 0 && errno != EEXIST {
+                throw .io(operation: "mkdir", path: prefix, errno: errno)
+            }
+        }
+    }
+
+    static func entries(_ path: String) throws(LogError) -> [String] {
+        guard let handle = opendir(path) else { throw .io(operation: "opendir", path: path, errno: errno) }
+        defer { closedir(handle) }
+        var names: [String] = []
+        while let entry = readdir(handle) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names.sorted()
+    }
+
+    static func exists(_ path: String) -> Bool {
+        var status = stat()
+        return stat(path, &status) == 0
+    }
+
+    static func isDirectory(_ path: String) -> Bool {
+        var status = stat()
+        return stat(path, &status) == 0 && (status.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    static func remove(_ path: String) throws(LogError) {
+        if unlink(path) != 0 && errno != ENOENT { throw .io(operation: "unlink", path: path, errno: errno) }
+    }
+
+    static func rename(_ from: String, to: String) throws(LogError) {
+        guard Glibc.rename(from, to) == 0 else { throw .io(operation: "rename", path: from, errno: errno) }
+    }
+
+    /// Writes `bytes` to `path` atomically: a temporary file, fsynced, renamed over, directory fsynced.
+    static func writeAtomically(_ bytes: [UInt8], to path: String, directory: String) throws(LogError) {
+        let temporary = path + ".tmp"
+        let file = try SegmentFile(path: temporary, create: true)
+        try file.truncate(to: 0)
+        try bytes.withBytes { (buffer) throws(LogError) in try file.writeAll(buffer, at: 0) }
+        try file.synchronize()
+        try rename(temporary, to: path)
+        try synchronize(directory)
+    }
+
+    static func modificationTimeMilliseconds(_ path: String) -> Int64? {
+        var status = stat()
+        guard stat(path, &status) == 0 else { return nil }
+        return Int64(status.st_mtim.tv_sec) * 1000 + Int64(status.st_mtim.tv_nsec) / 1_000_000
+    }
+}

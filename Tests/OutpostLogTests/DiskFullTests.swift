@@ -1,0 +1,164 @@
+import Foundation
+import OutpostCore
+import Testing
+
+@testable import OutpostLog
+
+/// A full disk (ENOSPC) on a real 1 MiB tmpfs: the append fails with `.diskFull`, nothing partial stays,
+/// the log stays readable and verifiable, and appends succeed again once space returns.
+@Suite(.serialized) struct DiskFullTests {
+    /// A 1 MiB tmpfs mounted for one test. The tests run as root; without the mount they fail, plainly.
+    final class SmallFilesystem {
+        let path: String
+        private var mounted = false
+
+        init(size: String = "1m", _ name: String = #function) throws {
+            path = NSTemporaryDirectory() + "outpost-tmpfs-\(name.filter(\.isLetter).prefix(30))-\(UUID().uuidString.prefix(8))"
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+            let (status, output) = Self.run("mount", ["-t", "tmpfs", "-o", "size=\(size)", "tmpfs", path])
+            guard status == 0 else {
+                try? FileManager.default.removeItem(atPath: path)
+                Issue.record("could not mount a \(size) tmpfs at \(path) (mount exited \(status): \(output)); the disk-full tests need root and tmpfs")
+                throw CancellationError()
+            }
+            mounted = true
+        }
+
+        /// Unmounts (lazily if something still holds a file open) and removes the mount point.
+        func unmount() {
+            guard mounted else { return }
+            mounted = false
+            if Self.run("umount", [path]).status != 0 { _ = Self.run("umount", ["-l", path]) }
+            try? FileManager.default.removeItem(atPath: path)
+        }
+
+        deinit { unmount() }
+
+        static func run(_ tool: String, _ arguments: [String]) -> (status: Int32, output: String) {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = [tool] + arguments
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            process.standardError = pipe
+            do { try process.run() } catch { return (-1, "\(error)") }
+            let output = pipe.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+        }
+    }
+
+    /// Appends ~8 KiB batches until one fails; returns that error (nil if the bound was reached first).
+    static func fill(_ log: PartitionLog, model: inout [StoredBatch], generator: inout SplitMix64, limit: Int = 2000) -> LogError? {
+        for _ in 0..<limit {
+            do {
+                try appendBatch(log, randomRecords(count: 8, valueBytes: 1000...1000, using: &generator), into: &model)
+            } catch let error as LogError {
+                return error
+            } catch {
+                Issue.record("unexpected error \(error)")
+                return nil
+            }
+        }
+        return nil
+    }
+
+    static func isDiskFull(_ error: LogError?) -> Bool {
+        if case .diskFull? = error { return true }
+        return false
+    }
+
+    @Test func appendsFailWithDiskFullLeaveNothingPartialAndResumeWhenSpaceReturns() throws {
+        let filesystem = try SmallFilesystem()
+        defer { filesystem.unmount() }
+        let filler = filesystem.path + "/filler"
+        try writeFile(filler, Array(repeating: 0xAB, count: 256 << 10))
+        let directory = filesystem.path + "/log"
+        let configuration = LogConfiguration.testing(fsync: .always)
+        var generator = SplitMix64(seed: 71)
+        var model: [StoredBatch] = []
+        do {
+            let log = try PartitionLog.open(directory: directory, configuration: configuration)
+            let error = Self.fill(log, model: &model, generator: &generator)
+            #expect(Self.isDiskFull(error), "expected diskFull, got \(String(describing: error))")
+            if case .diskFull(let path)? = error { #expect(path.hasSuffix(".log")) }
+            #expect(model.count > 10, "the tmpfs filled up before anything was appended")
+            let end = model.last!.nextOffset
+            #expect(log.logEndOffset == end)
+
+            // Nothing partial: the segment holds exactly the appended batches, which all read back and verify.
+            let segmentPath = directory + "/" + SegmentNames.log(0)
+            #expect(fileSize(segmentPath) == model.reduce(0) { $0 + $1.size })
+            #expect(try readEverything(log) == model.map(\.bytes))
+            let check = try LogInspector.verify(partitionDirectory: directory)
+            #expect(check.isIntact, "\(check.problems)")
+            #expect(check.nextOffset == end)
+            // What was appended before the failure is durable.
+            try log.flush()
+            #expect(log.durableEndOffset == end)
+
+            // Still full: the same again fails the same way, still without leaving anything.
+            #expect(Self.isDiskFull(Self.fill(log, model: &model, generator: &generator, limit: 1)))
+            #expect(log.logEndOffset == end)
+            #expect(fileSize(segmentPath) == model.reduce(0) { $0 + $1.size })
+
+            // Space returns: appends succeed again, continuing the offsets.
+            try FileManager.default.removeItem(atPath: filler)
+            let resumed = try appendBatch(log, randomRecords(count: 8, valueBytes: 1000...1000, using: &generator), into: &model)
+            #expect(resumed.baseOffset == end)
+            for _ in 0..<10 { try appendBatch(log, randomRecords(count: 8, valueBytes: 1000...1000, using: &generator), into: &model) }
+            try log.flush()
+            #expect(try readEverything(log) == model.map(\.bytes))
+            try log.close()
+        }
+        let reopened = try PartitionLog.open(directory: directory, configuration: configuration)
+        #expect(reopened.recoveryReport.truncatedBytes == 0)
+        #expect(reopened.logEndOffset == model.last!.nextOffset)
+        #expect(try readEverything(reopened) == model.map(\.bytes))
+        let check = try LogInspector.verify(partitionDirectory: directory)
+        #expect(check.isIntact, "\(check.problems)")
+        try reopened.close()
+    }
+
+    @Test func retentionFreesSpaceOnAFullDiskAndAppendsResume() throws {
+        let filesystem = try SmallFilesystem()
+        defer { filesystem.unmount() }
+        let directory = filesystem.path + "/log"
+        let clock = ManualClock()
+        let configuration = LogConfiguration.testing(segmentBytesMax: 64 << 10, fsync: .always, retentionMilliseconds: 60_000)
+        var generator = SplitMix64(seed: 72)
+        var model: [StoredBatch] = []
+        let log = try PartitionLog.open(directory: directory, configuration: configuration, clock: clock.function)
+        // Old data first, then (100 s later) new data until the disk is full.
+        for _ in 0..<40 { try appendBatch(log, randomRecords(count: 8, valueBytes: 1000...1000, using: &generator), into: &model) }
+        clock.advance(by: 100_000)
+        let error = Self.fill(log, model: &model, generator: &generator)
+        #expect(Self.isDiskFull(error), "expected diskFull, got \(String(describing: error))")
+        let end = model.last!.nextOffset
+        #expect(log.logEndOffset == end)
+        #expect(try readEverything(log) == model.map(\.bytes))
+        #expect(try LogInspector.verify(partitionDirectory: directory).isIntact)
+
+        // Retention by age deletes the old segments only; that makes room.
+        clock.advance(by: 1000)
+        let outcome = log.enforceRetention()
+        #expect(!outcome.deletedSegments.isEmpty)
+        let start = log.logStartOffset
+        #expect(start > 0)
+        #expect(model.filter { $0.baseOffset < start }.allSatisfy { $0.lastOffset < Offset(40 * 8) }, "retention deleted new data")
+        let resumed = try appendBatch(log, randomRecords(count: 8, valueBytes: 1000...1000, using: &generator), into: &model)
+        #expect(resumed.baseOffset == end)
+        try log.flush()
+        let kept = model.filter { $0.baseOffset >= start }
+        #expect(try readEverything(log) == kept.map(\.bytes))
+        try log.close()
+
+        let reopened = try PartitionLog.open(directory: directory, configuration: configuration, clock: clock.function)
+        #expect(reopened.logStartOffset == start)
+        #expect(reopened.logEndOffset == resumed.nextOffset)
+        #expect(reopened.recoveryReport.truncatedBytes == 0)
+        #expect(try readEverything(reopened) == kept.map(\.bytes))
+        #expect(try LogInspector.verify(partitionDirectory: directory).isIntact)
+        try reopened.close()
+    }
+}

@@ -1,0 +1,287 @@
+import Dispatch
+import Foundation
+import OutpostCore
+import Testing
+
+@testable import OutpostLog
+
+/// fsync policies, group commit and "durable up to offset X".
+@Suite struct DurabilityTests {
+    /// Collects what durability callbacks saw, from whichever thread they run on.
+    final class Observations: @unchecked Sendable {
+        private let lock = NSLock()
+        private var entries: [(offset: Offset, durableEnd: Offset, succeeded: Bool)] = []
+
+        func add(_ offset: Offset, durableEnd: Offset, succeeded: Bool) {
+            lock.lock()
+            entries.append((offset, durableEnd, succeeded))
+            lock.unlock()
+        }
+
+        var all: [(offset: Offset, durableEnd: Offset, succeeded: Bool)] {
+            lock.lock()
+            defer { lock.unlock() }
+            return entries
+        }
+    }
+
+    @Test func alwaysCompletesDurabilityOnlyOnceTheOffsetIsFsynced() throws {
+        let directory = try ScratchDirectory()
+        let log = try PartitionLog.open(directory: directory.path, configuration: .testing(fsync: .always))
+        defer { try? log.close() }
+        var generator = SplitMix64(seed: 51)
+        let observations = Observations()
+        let done = DispatchGroup()
+        var model: [StoredBatch] = []
+        for _ in 0..<50 {
+            let stored = try appendBatch(log, randomRecords(count: 3, using: &generator), into: &model)
+            done.enter()
+            log.whenDurable(through: stored.lastOffset) { result in
+                // Runs on the flusher thread, after the fsync: the durable end must already cover the offset.
+                observations.add(stored.lastOffset, durableEnd: log.durableEndOffset, succeeded: (try? result.get()) != nil)
+                done.leave()
+            }
+        }
+        done.wait()
+        let seen = observations.all
+        #expect(seen.count == 50)
+        for entry in seen {
+            #expect(entry.succeeded)
+            #expect(entry.durableEnd > entry.offset, "callback for \(entry.offset) ran with durable end \(entry.durableEnd)")
+        }
+        let statistics = log.currentStatistics()
+        #expect(statistics.fsyncCount >= 1)
+        #expect(statistics.durableEndOffset == log.logEndOffset)
+
+        // Already durable: the callback runs at once, on the caller's thread.
+        let immediate = LockedBox(false)
+        log.whenDurable(through: 0) { _ in immediate.set(true) }
+        #expect(immediate.get())
+    }
+
+    @Test func awaitDurableReturnsOnceTheOffsetIsCovered() async throws {
+        let directory = try ScratchDirectory()
+        let log = try PartitionLog.open(directory: directory.path, configuration: .testing(fsync: .always))
+        defer { try? log.close() }
+        var generator = SplitMix64(seed: 52)
+        var model: [StoredBatch] = []
+        for _ in 0..<20 {
+            let stored = try appendBatch(log, randomRecords(count: 4, using: &generator), into: &model)
+            try await log.awaitDurable(through: stored.lastOffset)
+            #expect(log.durableEndOffset > stored.lastOffset)
+        }
+    }
+
+    /// Eight appenders each wait for their own append to be durable before the next: under `always`, the
+    /// appends that arrive while an fsync runs share the next one, so there are far fewer fsyncs than appends.
+    @Test func concurrentAppendersShareFsyncs() throws {
+        let directory = try ScratchDirectory()
+        let log = try PartitionLog.open(directory: directory.path, configuration: .testing(fsync: .always))
+        defer { try? log.close() }
+        let appenders = 8
+        let appendsEach = 150
+        let batch = try makeBatch(
+            (0..<50).map { TestRecord(key: Array("dev-\($0 % 7)".utf8), value: Array(repeating: UInt8(ascii: "x"), count: 90), timestamp: 1_732_300_000_000 + Int64($0)) },
+            compression: .gzip)
+        let observations = Observations()
+        let failures = LockedBox(0)
+        @Sendable func appendAndWait() {
+            for _ in 0..<appendsEach {
+                guard let result = try? log.append(batch) else {
+                    failures.set(failures.get() + 1)
+                    continue
+                }
+                let durable = DispatchSemaphore(value: 0)
+                log.whenDurable(through: result.lastOffset) { outcome in
+                    observations.add(result.lastOffset, durableEnd: log.durableEndOffset, succeeded: (try? outcome.get()) != nil)
+                    durable.signal()
+                }
+                durable.wait()
+            }
+        }
+        // Real threads, not concurrentPerform (which runs only as many iterations at once as there are cores).
+        let finished = DispatchGroup()
+        for index in 0..<appenders {
+            finished.enter()
+            let thread = Thread {
+                defer { finished.leave() }
+                appendAndWait()
+            }
+            thread.name = "appender-\(index)"
+            thread.start()
+        }
+        finished.wait()
+        #expect(failures.get() == 0)
+        let seen = observations.all
+        #expect(seen.count == appenders * appendsEach)
+        #expect(seen.allSatisfy { $0.succeeded && $0.durableEnd > $0.offset })
+        let statistics = log.currentStatistics()
+        #expect(statistics.appendedBatches == appenders * appendsEach)
+        #expect(statistics.fsyncCount >= 1)
+        #expect(
+            statistics.fsyncCount * 2 <= statistics.appendedBatches,
+            "\(statistics.fsyncCount) fsyncs for \(statistics.appendedBatches) appends: appends are not sharing fsyncs")
+        #expect(try readEverything(log).count == appenders * appendsEach)
+    }
+
+    @Test func intervalMakesAppendsDurableAtTheNextPeriodicFsync() async throws {
+        let directory = try ScratchDirectory()
+        let log = try PartitionLog.open(directory: directory.path, configuration: .testing(fsync: .interval(milliseconds: 20)))
+        defer { try? log.close() }
+        var generator = SplitMix64(seed: 53)
+        var model: [StoredBatch] = []
+        for _ in 0..<10 {
+            let stored = try appendBatch(log, randomRecords(count: 2, using: &generator), into: &model)
+            // Nothing but the periodic fsync makes this return.
+            try await log.awaitDurable(through: stored.lastOffset)
+            #expect(log.durableEndOffset > stored.lastOffset)
+        }
+    }
+
+    @Test func intervalDoesNotFsyncBeforeTheIntervalButFlushDoes() throws {
+        let directory = try ScratchDirectory()
+        let log = try PartitionLog.open(directory: directory.path, configuration: .testing(fsync: .interval(milliseconds: 600_000)))
+        defer { try? log.close() }
+        var generator = SplitMix64(seed: 54)
+        var model: [StoredBatch] = []
+        try appendBatch(log, randomRecords(count: 2, using: &generator), into: &model)
+        try log.flush()
+        #expect(log.durableEndOffset == log.logEndOffset)
+        // The flusher's very first fsync may run at once, and a flush() that races with an fsync in flight can
+        // leave one extra request behind; a waiter wakes the flusher so such a leftover is used up here.
+        let settle = try appendBatch(log, randomRecords(count: 2, using: &generator), into: &model)
+        log.whenDurable(through: settle.lastOffset) { _ in }
+        Thread.sleep(forTimeInterval: 0.3)
+        let first = log.durableEndOffset
+        let fsyncsAfterFlush = log.currentStatistics().fsyncCount
+
+        let stored = try appendBatch(log, randomRecords(count: 2, using: &generator), into: &model)
+        let fired = LockedBox(false)
+        log.whenDurable(through: stored.lastOffset) { _ in fired.set(true) }
+        Thread.sleep(forTimeInterval: 0.3)
+        #expect(log.durableEndOffset == first, "fsynced before the 10-minute interval elapsed")
+        #expect(!fired.get())
+        #expect(log.currentStatistics().fsyncCount == fsyncsAfterFlush)
+        try log.flush()
+        #expect(log.durableEndOffset == log.logEndOffset)
+        #expect(fired.get())
+    }
+
+    /// Under `interval`, written-but-unsynced bytes are bounded: past `unsynchronizedBytesMax` an append
+    /// waits for an fsync instead of letting the crash-loss window grow, even long before the interval.
+    @Test func intervalPushesBackOnceTooMuchIsUnsynced() throws {
+        let directory = try ScratchDirectory()
+        var configuration = LogConfiguration.testing(fsync: .interval(milliseconds: 600_000))
+        configuration.unsynchronizedBytesMax = 64 << 10
+        let log = try PartitionLog.open(directory: directory.path, configuration: configuration)
+        defer { try? log.close() }
+        var generator = SplitMix64(seed: 58)
+        var model: [StoredBatch] = []
+        var worst = 0
+        for _ in 0..<100 {
+            let stored = try appendBatch(log, randomRecords(count: 8, valueBytes: 1000...1000, using: &generator), into: &model)
+            let durable = log.durableEndOffset
+            let unsynced = model.filter { $0.baseOffset >= durable }.reduce(0) { $0 + $1.size }
+            worst = max(worst, unsynced)
+            #expect(unsynced <= (64 << 10) + stored.size, "\(unsynced) bytes written but not fsynced")
+        }
+        #expect(log.currentStatistics().fsyncCount >= 10, "800 KiB through a 64 KiB bound needs fsyncs")
+        #expect(worst > 0)
+    }
+
+    @Test func neverLeavesDurabilityToFlushAndClose() throws {
+        let directory = try ScratchDirectory()
+        let log = try PartitionLog.open(directory: directory.path, configuration: .testing(fsync: .never))
+        var generator = SplitMix64(seed: 55)
+        var model: [StoredBatch] = []
+        let start = log.durableEndOffset
+        let stored = try appendBatch(log, randomRecords(count: 3, using: &generator), into: &model)
+        let fired = LockedBox<Result<Void, LogError>?>(nil)
+        log.whenDurable(through: stored.lastOffset) { fired.set($0) }
+        Thread.sleep(forTimeInterval: 0.3)
+        #expect(log.durableEndOffset == start)
+        #expect(fired.get() == nil)
+        #expect(log.currentStatistics().fsyncCount == 0)
+
+        try log.flush()
+        #expect(log.durableEndOffset == log.logEndOffset)
+        #expect(log.currentStatistics().fsyncCount == 1)
+        #expect(fired.get().map { (try? $0.get()) != nil } == true)
+        try log.flush()  // nothing new: no fsync
+        #expect(log.currentStatistics().fsyncCount == 1)
+
+        // Waiters still pending at close are released by close's final fsync.
+        let second = try appendBatch(log, randomRecords(count: 3, using: &generator), into: &model)
+        let atClose = LockedBox<Result<Void, LogError>?>(nil)
+        log.whenDurable(through: second.lastOffset) { atClose.set($0) }
+        try log.close()
+        #expect(atClose.get().map { (try? $0.get()) != nil } == true)
+        // And after close, a new waiter is told the log is closed.
+        let afterClose = LockedBox<Result<Void, LogError>?>(nil)
+        log.whenDurable(through: second.lastOffset + 100) { afterClose.set($0) }
+        if case .failure(.closed)? = afterClose.get() {} else { Issue.record("expected .closed, got \(String(describing: afterClose.get()))") }
+
+        let reopened = try PartitionLog.open(directory: directory.path, configuration: .testing(fsync: .never))
+        defer { try? reopened.close() }
+        #expect(try readEverything(reopened) == model.map(\.bytes))
+    }
+
+    @Test func neverStillFsyncsSealedSegmentsOnRoll() throws {
+        let directory = try ScratchDirectory()
+        let log = try PartitionLog.open(directory: directory.path, configuration: .testing(segmentBytesMax: 4096, fsync: .never))
+        defer { try? log.close() }
+        var generator = SplitMix64(seed: 56)
+        var model: [StoredBatch] = []
+        // Let the flusher thread start and go idle first, so the roll itself has to get the fsync going.
+        Thread.sleep(forTimeInterval: 0.2)
+        while try segmentBases(directory.path).count < 2 {
+            try appendBatch(log, randomRecords(count: 5, valueBytes: 100...100, using: &generator), into: &model)
+        }
+        let rolledAt = try segmentBases(directory.path)[1]
+        // The flusher picks the sealed segment up by itself; wait (bounded) for it.
+        var waited = 0
+        let checkpointPath = directory.path + "/checkpoint"
+        func recordedRecoveryPoint() -> String {
+            let text = (try? String(contentsOfFile: checkpointPath, encoding: .utf8)) ?? ""
+            let line = text.split(separator: "\n").first { $0.hasPrefix("recovery-point ") }
+            return line.map { String($0.dropFirst("recovery-point ".count)) } ?? "missing"
+        }
+        while (log.durableEndOffset < rolledAt || recordedRecoveryPoint() != String(rolledAt.rawValue)) && waited < 500 {
+            Thread.sleep(forTimeInterval: 0.01)
+            waited += 1
+        }
+        #expect(log.durableEndOffset >= rolledAt)
+        // The recovery point recorded in the checkpoint moves past the sealed segment.
+        #expect(recordedRecoveryPoint() == String(rolledAt.rawValue))
+    }
+
+    /// `deinit` says it stops a forgotten flusher: a log dropped without `close()` must be released, and its
+    /// thread and open files with it (a leaked descriptor keeps a deleted segment's disk space in use).
+    @Test func aLogDroppedWithoutCloseIsReleased() throws {
+        let directory = try ScratchDirectory()
+        weak var weakLog: PartitionLog?
+        do {
+            let log = try PartitionLog.open(directory: directory.path, configuration: .testing(fsync: .always))
+            var generator = SplitMix64(seed: 57)
+            var model: [StoredBatch] = []
+            try appendBatch(log, randomRecords(count: 2, using: &generator), into: &model)
+            weakLog = log
+        }
+        var waited = 0
+        while weakLog != nil && waited < 200 {
+            Thread.sleep(forTimeInterval: 0.01)
+            waited += 1
+        }
+        #expect(weakLog == nil, "the log is still alive 2 s after its last reference was dropped")
+    }
+
+    @Test func fsyncPoliciesParse() {
+        #expect(FsyncPolicy(parsing: "always") == .always)
+        #expect(FsyncPolicy(parsing: "never") == .never)
+        #expect(FsyncPolicy(parsing: "interval(5ms)") == .interval(milliseconds: 5))
+        #expect(FsyncPolicy(parsing: "interval(5)") == .interval(milliseconds: 5))
+        #expect(FsyncPolicy(parsing: "250ms") == .interval(milliseconds: 250))
+        #expect(FsyncPolicy(parsing: "sometimes") == nil)
+        #expect(FsyncPolicy(parsing: "interval(0)") == nil)
+    }
+}
