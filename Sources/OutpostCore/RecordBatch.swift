@@ -355,6 +355,30 @@ public enum RecordBatchValidation {
     }
 }
 
+/// A record's header section (count and headers) encoded once, for builders that stamp the same headers
+/// on many records.
+public struct EncodedRecordHeaders: Hashable, Sendable {
+    public let bytes: [UInt8]
+
+    public init(_ headers: [RecordHeader]) {
+        var writer = ByteWriter()
+        writer.writeVarint(Int32(headers.count))
+        for header in headers {
+            writer.writeVarint(Int32(header.key.utf8.count))
+            writer.write(contentsOf: header.key.utf8)
+            if let value = header.value {
+                writer.writeVarint(Int32(value.count))
+                writer.write(contentsOf: value)
+            } else {
+                writer.writeVarint(-1)
+            }
+        }
+        bytes = writer.bytes
+    }
+
+    public static let none = EncodedRecordHeaders([])
+}
+
 /// Builds one batch record by record, writing each record straight into the uncompressed records buffer
 /// (no intermediate `Record` values), then compresses once and frames it.
 ///
@@ -382,37 +406,57 @@ public struct RecordBatchBuilder: Sendable {
         timestampMilliseconds: Int64, key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer?,
         headers: [RecordHeader] = []
     ) {
+        append(timestampMilliseconds: timestampMilliseconds, key: key, value: value, encodedHeaders: EncodedRecordHeaders(headers))
+    }
+
+    /// The hot path: headers already encoded (a gateway stamps the same headers on every record), and the
+    /// record's small fields assembled on the stack, so a record costs a few bulk copies.
+    public mutating func append(
+        timestampMilliseconds: Int64, key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer?,
+        encodedHeaders: EncodedRecordHeaders
+    ) {
         if recordCount == 0 { baseTimestamp = timestampMilliseconds }
         maxTimestamp = Swift.max(maxTimestamp, timestampMilliseconds)
         let timestampDelta = timestampMilliseconds &- baseTimestamp
         let offsetDelta = recordCount
-        var bodySize = 1 + Varint.encodedSize(timestampDelta) + Varint.encodedSize(offsetDelta)
-        bodySize += Self.nullableSize(key?.count) + Self.nullableSize(value?.count)
-        bodySize += Varint.encodedSize(Int32(headers.count))
-        for header in headers {
-            bodySize += Self.nullableSize(header.key.utf8.count) + Self.nullableSize(header.value?.count)
+        let keyLength = key.map { Int32($0.count) } ?? -1
+        let valueLength = value.map { Int32($0.count) } ?? -1
+        let bodySize = 1 + Varint.encodedSize(timestampDelta) + Varint.encodedSize(offsetDelta)
+            + Varint.encodedSize(keyLength) + Int(max(keyLength, 0))
+            + Varint.encodedSize(valueLength) + Int(max(valueLength, 0))
+            + encodedHeaders.bytes.count
+        let needed = records.count + Varint.encodedSize(Int32(bodySize)) + bodySize
+        if records.capacity < needed { records.reserveCapacity(Swift.max(needed, records.capacity * 2)) }
+        // length, attributes, timestamp delta, offset delta, key length: at most 5+1+10+5+5 bytes.
+        withUnsafeTemporaryAllocation(byteCount: 32, alignment: 1) { scratch in
+            var position = 0
+            Self.put(UInt64(Varint.zigZag(Int32(bodySize))), scratch, &position)
+            scratch[position] = 0
+            position += 1
+            Self.put(Varint.zigZag(timestampDelta), scratch, &position)
+            Self.put(UInt64(Varint.zigZag(offsetDelta)), scratch, &position)
+            Self.put(UInt64(Varint.zigZag(keyLength)), scratch, &position)
+            records.append(contentsOf: UnsafeRawBufferPointer(rebasing: scratch[..<position]))
+            if let key { records.append(contentsOf: key) }
+            position = 0
+            Self.put(UInt64(Varint.zigZag(valueLength)), scratch, &position)
+            records.append(contentsOf: UnsafeRawBufferPointer(rebasing: scratch[..<position]))
         }
-        var writer = ByteWriter()
-        swap(&writer.bytes, &records)
-        writer.writeVarint(Int32(bodySize))
-        writer.write(Int8(0))
-        writer.writeVarlong(timestampDelta)
-        writer.writeVarint(offsetDelta)
-        Self.writeNullable(key, into: &writer)
-        Self.writeNullable(value, into: &writer)
-        writer.writeVarint(Int32(headers.count))
-        for header in headers {
-            writer.writeVarint(Int32(header.key.utf8.count))
-            writer.write(contentsOf: header.key.utf8)
-            if let value = header.value {
-                writer.writeVarint(Int32(value.count))
-                writer.write(contentsOf: value)
-            } else {
-                writer.writeVarint(-1)
-            }
-        }
-        swap(&writer.bytes, &records)
+        if let value { records.append(contentsOf: value) }
+        records.append(contentsOf: encodedHeaders.bytes)
         recordCount += 1
+    }
+
+    @inline(__always)
+    static func put(_ value: UInt64, _ buffer: UnsafeMutableRawBufferPointer, _ position: inout Int) {
+        var rest = value
+        while rest >= 0x80 {
+            buffer[position] = UInt8(truncatingIfNeeded: rest) | 0x80
+            rest >>= 7
+            position += 1
+        }
+        buffer[position] = UInt8(rest)
+        position += 1
     }
 
     public mutating func append(timestampMilliseconds: Int64, key: [UInt8]?, value: [UInt8]?, headers: [RecordHeader] = []) {
@@ -424,20 +468,6 @@ public struct RecordBatchBuilder: Sendable {
             withOptional(value) { valueBuffer in
                 append(timestampMilliseconds: timestampMilliseconds, key: keyBuffer, value: valueBuffer, headers: headers)
             }
-        }
-    }
-
-    static func nullableSize(_ count: Int?) -> Int {
-        guard let count else { return 1 }
-        return Varint.encodedSize(Int32(count)) + count
-    }
-
-    static func writeNullable(_ bytes: UnsafeRawBufferPointer?, into writer: inout ByteWriter) {
-        if let bytes {
-            writer.writeVarint(Int32(bytes.count))
-            writer.write(contentsOf: bytes)
-        } else {
-            writer.writeVarint(-1)
         }
     }
 
