@@ -3,11 +3,22 @@
 // ("Layout of the code") and ../shared/DESIGN.md for which module may import which.
 import PackageDescription
 
-/// Settings every Swift target shares: Swift 6 mode (strict concurrency) and warnings that stay visible.
+/// Settings every Swift target shares: Swift 6 mode (strict concurrency) and explicit existentials.
 let swiftSettings: [SwiftSetting] = [
     .swiftLanguageMode(.v6),
     .enableUpcomingFeature("ExistentialAny"),
 ]
+
+extension Target.Dependency {
+    static let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
+    static let metrics = Target.Dependency.product(name: "Metrics", package: "swift-metrics")
+    static let nioCore = Target.Dependency.product(name: "NIOCore", package: "swift-nio")
+    static let nioPosix = Target.Dependency.product(name: "NIOPosix", package: "swift-nio")
+    static let nioHTTP1 = Target.Dependency.product(name: "NIOHTTP1", package: "swift-nio")
+    static let yams = Target.Dependency.product(name: "Yams", package: "Yams")
+    static let collections = Target.Dependency.product(name: "DequeModule", package: "swift-collections")
+    static let histogram = Target.Dependency.product(name: "Histogram", package: "hdrhistogram-swift")
+}
 
 let package = Package(
     name: "Outpost",
@@ -20,6 +31,12 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // Thin system-library shims: nothing but the C headers. Exactly one Swift module imports each.
@@ -29,18 +46,34 @@ let package = Package(
         .target(name: "OutpostCore", dependencies: ["CZlib"], swiftSettings: swiftSettings),
 
         // Segmented partition log: segments, indexes, group commit, recovery, retention.
+        .target(name: "OutpostLog", dependencies: ["OutpostCore", .logging], swiftSettings: swiftSettings),
+
+        // Kafka wire protocol: request/response codecs, server framing, client (producer, consumer, group member).
         .target(
-            name: "OutpostLog",
-            dependencies: ["OutpostCore", .product(name: "Logging", package: "swift-log")],
+            name: "OutpostKafka", dependencies: ["OutpostCore", .nioCore, .nioPosix, .logging, .collections],
+            swiftSettings: swiftSettings),
+
+        // Operating a role: metrics registry and the /metrics + /healthz endpoint, signal handling.
+        .target(
+            name: "OutpostOperations",
+            dependencies: [
+                .logging, .metrics, .nioCore, .nioPosix, .nioHTTP1, .yams,
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            swiftSettings: swiftSettings),
+
+        // Central broker: partitions over OutpostLog, Kafka protocol server, groups, idempotence.
+        .target(
+            name: "OutpostBroker",
+            dependencies: ["OutpostCore", "OutpostLog", "OutpostKafka", "OutpostOperations", .nioCore, .nioPosix, .logging, .metrics, .yams, .collections],
             swiftSettings: swiftSettings),
 
         // Argument parsing and wiring only.
         .executableTarget(
             name: "outpost",
             dependencies: [
-                "OutpostCore",
-                "OutpostLog",
-                .product(name: "Logging", package: "swift-log"),
+                "OutpostCore", "OutpostLog", "OutpostBroker", "OutpostOperations",
+                .logging,
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -48,6 +81,11 @@ let package = Package(
 
         .testTarget(name: "OutpostCoreTests", dependencies: ["OutpostCore"], swiftSettings: swiftSettings),
         .testTarget(name: "OutpostLogTests", dependencies: ["OutpostLog"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "OutpostKafkaTests",
+            dependencies: ["OutpostKafka", "OutpostCore", .nioCore, .nioPosix, .product(name: "NIOTestUtils", package: "swift-nio")],
+            swiftSettings: swiftSettings),
+        .testTarget(name: "OutpostBrokerTests", dependencies: ["OutpostBroker", "OutpostKafka", "OutpostLog", .nioCore, .nioPosix], swiftSettings: swiftSettings),
         // Multi-process and interop tests: real clients, real processes, the built `outpost` binary.
         .testTarget(
             name: "SystemTests", dependencies: ["OutpostCore", "OutpostLog", "outpost"], swiftSettings: swiftSettings),
