@@ -618,7 +618,66 @@ public final class PartitionLog: @unchecked Sendable {
         return nil
     }
 
+    /// Calls `body` with the header of every batch from the one holding `offset` to the end, reading only the
+    /// 61-byte headers (no records): what a broker needs to rebuild producer state on open.
+    public func forEachBatchHeader(from offset: Offset, _ body: (RecordBatchHeader) throws -> Void) throws {
+        lock.lock()
+        let start = max(offset, logStart)
+        guard start < nextOffset else {
+            lock.unlock()
+            return
+        }
+        let first = segmentIndex(containing: start)
+        let startPosition = segments[first].indexes.position(atOrBefore: segments[first].relativeOffset(start))
+        let snapshot = segments[first...].map { (segment: $0, size: min($0.size, $0.corruptFrom ?? Int.max)) }
+        lock.unlock()
+        for (index, entry) in snapshot.enumerated() {
+            var position = index == 0 ? startPosition : 0
+            while position + RecordBatchLayout.headerSize <= entry.size {
+                let bytes = try entry.segment.file.read(RecordBatchLayout.headerSize, at: position)
+                let header = try RecordBatchHeader(bytes: bytes)
+                guard header.magic == RecordBatchLayout.magic, header.totalSize >= RecordBatchLayout.headerSize else {
+                    throw LogError.corruptSegment(path: entry.segment.logPath, position: position, reason: "unreadable batch header")
+                }
+                if Offset(header.lastOffset) >= start { try body(header) }
+                position += header.totalSize
+            }
+        }
+    }
+
     // MARK: Retention
+
+    /// The offsets the oldest sealed segment holds, or nil when only the active segment is left.
+    public var oldestSealedSegmentRange: Range<Offset>? {
+        locked { segments.count > 1 ? segments[0].baseOffset..<segments[1].baseOffset : nil }
+    }
+
+    /// Deletes the oldest sealed segment whatever the retention floor says: the overflow policy
+    /// `drop-oldest` when the disk budget is reached with data not yet replicated. Returns what was deleted
+    /// (offsets and bytes) so the caller can count it and record the gap; nil when only the active segment
+    /// is left.
+    public func dropOldestSegment() -> (offsets: Range<Offset>, bytes: Int)? {
+        lock.lock()
+        guard segments.count > 1 else {
+            lock.unlock()
+            return nil
+        }
+        let oldest = segments.removeFirst()
+        logStart = segments[0].baseOffset
+        let newStart = logStart
+        checkpoint.segments[oldest.baseOffset] = nil
+        let snapshot = checkpoint
+        lock.unlock()
+        do { try oldest.deleteFiles() } catch {
+            logger.error("could not delete a dropped segment", metadata: ["path": "\(oldest.logPath)", "error": "\(error)"])
+        }
+        try? Directory.synchronize(directory)
+        writeCheckpoint(snapshot)
+        logger.warning("dropped the oldest segment to stay within the disk budget", metadata: [
+            "directory": "\(directory)", "offsets": "\(oldest.baseOffset)..<\(newStart)", "bytes": "\(oldest.size)",
+        ])
+        return (oldest.baseOffset..<newStart, oldest.size)
+    }
 
     /// Keeps retention from deleting any segment holding offsets at or above `offset` (nil: no floor).
     /// The replicator sets it to its cursor so unreplicated data is never deleted by age or size.

@@ -272,3 +272,27 @@ import Testing
         }
     }
 }
+
+@Suite struct DropOldestTests {
+    @Test func droppingIgnoresTheFloorAndReportsWhatWentAndHeadersCanBeWalked() throws {
+        let directory = try ScratchDirectory()
+        let configuration = LogConfiguration.testing(segmentBytesMax: 4096)
+        let log = try PartitionLog.open(directory: directory.path, configuration: configuration)
+        defer { try? log.close() }
+        var generator = SplitMix64(seed: 91)
+        var model: [StoredBatch] = []
+        for _ in 0..<40 { try appendBatch(log, randomRecords(count: 3, valueBytes: 100...300, using: &generator), into: &model) }
+        log.setRetentionFloor(0)
+        let oldest = try #require(log.oldestSealedSegmentRange)
+        #expect(oldest.lowerBound == 0)
+        let dropped = try #require(log.dropOldestSegment())
+        #expect(dropped.offsets == oldest)
+        #expect(dropped.bytes > 0)
+        #expect(log.logStartOffset == oldest.upperBound)
+        #expect(throws: LogError.self) { try log.read(from: 0, maxBytes: 1) }
+        // Header walk from the new start sees every remaining batch, in order, without records.
+        var bases: [Int64] = []
+        try log.forEachBatchHeader(from: log.logStartOffset) { bases.append($0.baseOffset) }
+        #expect(bases == model.filter { $0.baseOffset >= oldest.upperBound }.map(\.baseOffset.rawValue))
+    }
+}
