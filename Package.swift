@@ -15,9 +15,9 @@ extension Target.Dependency {
     static let nioCore = Target.Dependency.product(name: "NIOCore", package: "swift-nio")
     static let nioPosix = Target.Dependency.product(name: "NIOPosix", package: "swift-nio")
     static let nioHTTP1 = Target.Dependency.product(name: "NIOHTTP1", package: "swift-nio")
+    static let nioSSL = Target.Dependency.product(name: "NIOSSL", package: "swift-nio-ssl")
     static let yams = Target.Dependency.product(name: "Yams", package: "Yams")
     static let collections = Target.Dependency.product(name: "DequeModule", package: "swift-collections")
-    static let histogram = Target.Dependency.product(name: "Histogram", package: "hdrhistogram-swift")
 }
 
 let package = Package(
@@ -34,9 +34,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
-        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // Thin system-library shims: nothing but the C headers. Exactly one Swift module imports each.
@@ -50,7 +50,7 @@ let package = Package(
 
         // Kafka wire protocol: request/response codecs, server framing, client (producer, consumer, group member).
         .target(
-            name: "OutpostKafka", dependencies: ["OutpostCore", .nioCore, .nioPosix, .logging, .collections],
+            name: "OutpostKafka", dependencies: ["OutpostCore", .nioCore, .nioPosix, .nioSSL, .logging, .collections],
             swiftSettings: swiftSettings),
 
         // Operating a role: metrics registry and the /metrics + /healthz endpoint, signal handling.
@@ -65,7 +65,7 @@ let package = Package(
         // Central broker: partitions over OutpostLog, Kafka protocol server, groups, idempotence.
         .target(
             name: "OutpostBroker",
-            dependencies: ["OutpostCore", "OutpostLog", "OutpostKafka", "OutpostOperations", .nioCore, .nioPosix, .logging, .metrics, .yams, .collections],
+            dependencies: ["OutpostCore", "OutpostLog", "OutpostKafka", "OutpostOperations", .nioCore, .nioPosix, .nioSSL, .logging, .metrics, .yams, .collections],
             swiftSettings: swiftSettings),
 
         // Argument parsing and wiring only.

@@ -110,6 +110,12 @@ public struct BrokerConfiguration: Hashable, Sendable {
     public var ioThreads = 2
     /// Event-loop threads; nil: one per core.
     public var eventLoopThreads: Int?
+    /// nil: the Kafka listener is plaintext.
+    public var tls: BrokerTLSConfiguration?
+    /// nil: no authentication.
+    public var sasl: BrokerSASLConfiguration?
+    /// Bounds on connections still in their TLS handshake or SASL exchange.
+    public var security = SecurityLimits()
 
     public init() {}
 
@@ -133,7 +139,7 @@ public struct BrokerConfiguration: Hashable, Sendable {
     public static func parse(yaml text: String) throws(ConfigurationError) -> BrokerConfiguration {
         var configuration = BrokerConfiguration()
         let root = try ConfigurationSection.parse(yaml: text)
-        try root.rejectUnknownKeys(["broker", "log", "topics", "groups", "limits", "metrics"])
+        try root.rejectUnknownKeys(["broker", "log", "topics", "groups", "limits", "metrics", "tls", "sasl"])
 
         let broker = try root.section("broker")
         try broker.rejectUnknownKeys([
@@ -204,11 +210,18 @@ public struct BrokerConfiguration: Hashable, Sendable {
         if let members = try groups.int("max_members", range: 1...100_000) { configuration.groups.membersPerGroupMax = members }
         if let count = try groups.int("max_groups", range: 1...1_000_000) { configuration.groups.groupsMax = count }
 
+        configuration.tls = try Self.tls(try root.section("tls"))
+        configuration.sasl = try Self.sasl(try root.section("sasl"))
+
         let limits = try root.section("limits")
         try limits.rejectUnknownKeys([
             "max_frame_bytes", "max_connections", "max_in_flight_requests", "max_fetch_waiters", "max_producers_per_partition",
-            "max_buffered_request_bytes",
+            "max_buffered_request_bytes", "connection_setup_timeout",
         ])
+        if let timeout = try limits.milliseconds("connection_setup_timeout") {
+            guard (100...600_000).contains(timeout) else { throw limits.error("connection_setup_timeout", "must be between 100ms and 10m") }
+            configuration.security.connectionSetupTimeoutMilliseconds = timeout
+        }
         if let bytes = try limits.bytes("max_frame_bytes") {
             guard bytes >= 64 << 10, bytes <= 1 << 30 else { throw limits.error("max_frame_bytes", "must be between 64KiB and 1GiB") }
             configuration.limits.frameBytesMax = Int(bytes)
@@ -224,6 +237,41 @@ public struct BrokerConfiguration: Hashable, Sendable {
         if let count = try limits.int("max_fetch_waiters", range: 0...1_000_000) { configuration.limits.fetchWaitersMax = count }
         if let count = try limits.int("max_producers_per_partition", range: 1...10_000_000) { configuration.limits.producersPerPartitionMax = count }
         return configuration
+    }
+
+    /// `tls:` — absent or empty: a plaintext listener.
+    static func tls(_ section: ConfigurationSection) throws(ConfigurationError) -> BrokerTLSConfiguration? {
+        guard !section.keys.isEmpty else { return nil }
+        try section.rejectUnknownKeys(["cert_file", "key_file", "ca_file", "require_client_certificate"])
+        guard let certificate = try section.string("cert_file") else { throw section.error("cert_file", "TLS needs a certificate file") }
+        guard let key = try section.string("key_file") else { throw section.error("key_file", "TLS needs a private key file") }
+        let tls = BrokerTLSConfiguration(
+            certificateFile: certificate, privateKeyFile: key, caFile: try section.string("ca_file"),
+            requireClientCertificate: try section.bool("require_client_certificate") ?? false)
+        try tls.validate()
+        return tls
+    }
+
+    /// `sasl:` — absent or empty: no authentication. Users come from `users` (name: password) and/or
+    /// `users_file` (read at start-up).
+    static func sasl(_ section: ConfigurationSection) throws(ConfigurationError) -> BrokerSASLConfiguration? {
+        guard !section.keys.isEmpty else { return nil }
+        try section.rejectUnknownKeys(["mechanism", "users", "users_file"])
+        var sasl = BrokerSASLConfiguration()
+        if let mechanism = try section.oneOf("mechanism", SASLMechanism.allCases.map(\.rawValue)) {
+            sasl.mechanism = SASLMechanism(rawValue: mechanism) ?? .plain
+        }
+        let users = try section.section("users")
+        for name in users.keys {
+            guard let password = try users.string(name) else { throw users.error(name, "needs a password") }
+            try BrokerSASLConfiguration.validateUser(name, password, key: users.path + "." + name)
+            sasl.users[name] = SASLPassword(password)
+        }
+        sasl.usersFile = try section.string("users_file")
+        guard !sasl.users.isEmpty || sasl.usersFile != nil else {
+            throw section.error("users", "SASL needs users (sasl.users or sasl.users_file)")
+        }
+        return sasl
     }
 
     /// A per-topic bound: absent (inherit), `unlimited`/`-1`, or a value.

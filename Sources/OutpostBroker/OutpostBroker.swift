@@ -5,6 +5,10 @@
 // - Server/: NIO only. `KafkaConnectionHandler` frames, parses, keeps each connection's responses in
 //   request order and carries out what the request handler decided; `Broker` binds, limits connections,
 //   starts and stops everything.
+// - Security/: the listener's TLS (`TLSFiles` builds the NIOSSL context at start-up) and SASL/PLAIN:
+//   `SASLServerStateMachine` is the pure per-connection authentication exchange the connection handler
+//   runs before serving anything else; `SASLCredentials` holds the users and compares passwords in
+//   constant time.
 // - `BrokerRequestHandler`: one method per API; decides the answer from the partitions, the coordinator
 //   and the configuration. Produce and Fetch long-poll live in `ProduceHandler` and `FetchHandler`.
 // - Partitions/: `BrokerPartition` (idempotence checks + append + commit waits) over the `PartitionReplica`

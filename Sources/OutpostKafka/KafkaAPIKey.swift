@@ -11,8 +11,10 @@ public enum KafkaAPIKey: Int16, Sendable, CaseIterable, CustomStringConvertible 
     case heartbeat = 12
     case leaveGroup = 13
     case syncGroup = 14
+    case saslHandshake = 17
     case apiVersions = 18
     case initProducerId = 22
+    case saslAuthenticate = 36
 
     public var name: String {
         switch self {
@@ -27,8 +29,10 @@ public enum KafkaAPIKey: Int16, Sendable, CaseIterable, CustomStringConvertible 
         case .heartbeat: "Heartbeat"
         case .leaveGroup: "LeaveGroup"
         case .syncGroup: "SyncGroup"
+        case .saslHandshake: "SaslHandshake"
         case .apiVersions: "ApiVersions"
         case .initProducerId: "InitProducerId"
+        case .saslAuthenticate: "SaslAuthenticate"
         }
     }
 
@@ -49,10 +53,18 @@ public enum KafkaAPIKey: Int16, Sendable, CaseIterable, CustomStringConvertible 
         case .heartbeat: 0...3
         case .leaveGroup: 0...1
         case .syncGroup: 0...3
+        case .saslHandshake: 0...1
         case .apiVersions: 0...2
         case .initProducerId: 0...1
+        case .saslAuthenticate: 0...1
         }
     }
+
+    /// The SASL APIs (17, 36). A server advertises them only when SASL is enabled on the listener: a
+    /// client that sees them may start authenticating (kafka-subset.md §1: advertise only what is served).
+    /// librdkafka 2.0.2 needs SaslHandshake 0 in range to negotiate a mechanism at all, and SaslHandshake
+    /// 1 with SaslAuthenticate 0–1 to use SaslAuthenticate (`rdkafka_feature.c`), hence 0–1 for both.
+    public var isSASL: Bool { self == .saslHandshake || self == .saslAuthenticate }
 
     /// Request versions this module can decode: the supported ones, plus ApiVersions v3 and v4 — the
     /// flexible first tries of librdkafka and kafka-python, which must be read to be answered with the
@@ -79,8 +91,10 @@ public enum KafkaAPIKey: Int16, Sendable, CaseIterable, CustomStringConvertible 
         case .heartbeat: 4
         case .leaveGroup: 4
         case .syncGroup: 4
+        case .saslHandshake: Int16.max  // never flexible
         case .apiVersions: 3
         case .initProducerId: 2
+        case .saslAuthenticate: 2
         }
     }
 

@@ -29,12 +29,19 @@ public struct KafkaErrorCode: RawRepresentable, Hashable, Sendable, CustomString
     public static let unknownMemberId = KafkaErrorCode(25)
     public static let invalidSessionTimeout = KafkaErrorCode(26)
     public static let rebalanceInProgress = KafkaErrorCode(27)
+    /// SaslHandshake: the client asked for a mechanism the server has not enabled.
+    public static let unsupportedSaslMechanism = KafkaErrorCode(33)
+    /// A SASL request out of sequence (e.g. SaslAuthenticate on an authenticated connection, or SASL on a
+    /// listener without it).
+    public static let illegalSaslState = KafkaErrorCode(34)
     public static let unsupportedVersion = KafkaErrorCode(35)
     public static let invalidRequest = KafkaErrorCode(42)
     public static let outOfOrderSequenceNumber = KafkaErrorCode(45)
     public static let duplicateSequenceNumber = KafkaErrorCode(46)
     public static let invalidProducerEpoch = KafkaErrorCode(47)
     public static let kafkaStorageError = KafkaErrorCode(56)
+    /// SaslAuthenticate: wrong credentials or a malformed token; the server closes the connection after it.
+    public static let saslAuthenticationFailed = KafkaErrorCode(58)
     public static let unknownProducerId = KafkaErrorCode(59)
     public static let fencedLeaderEpoch = KafkaErrorCode(74)
     public static let unknownLeaderEpoch = KafkaErrorCode(75)
@@ -67,12 +74,15 @@ public struct KafkaErrorCode: RawRepresentable, Hashable, Sendable, CustomString
         25: ("UNKNOWN_MEMBER_ID", false),
         26: ("INVALID_SESSION_TIMEOUT", false),
         27: ("REBALANCE_IN_PROGRESS", false),
+        33: ("UNSUPPORTED_SASL_MECHANISM", false),
+        34: ("ILLEGAL_SASL_STATE", false),
         35: ("UNSUPPORTED_VERSION", false),
         42: ("INVALID_REQUEST", false),
         45: ("OUT_OF_ORDER_SEQUENCE_NUMBER", false),
         46: ("DUPLICATE_SEQUENCE_NUMBER", false),
         47: ("INVALID_PRODUCER_EPOCH", false),
         56: ("KAFKA_STORAGE_ERROR", true),
+        58: ("SASL_AUTHENTICATION_FAILED", false),
         59: ("UNKNOWN_PRODUCER_ID", false),
         74: ("FENCED_LEADER_EPOCH", true),
         75: ("UNKNOWN_LEADER_EPOCH", true),

@@ -15,6 +15,8 @@ public enum KafkaRequest: Sendable, Hashable {
     case syncGroup(SyncGroupRequest)
     case apiVersions(ApiVersionsRequest)
     case initProducerId(InitProducerIdRequest)
+    case saslHandshake(SaslHandshakeRequest)
+    case saslAuthenticate(SaslAuthenticateRequest)
 
     public var apiKey: KafkaAPIKey {
         switch self {
@@ -31,6 +33,8 @@ public enum KafkaRequest: Sendable, Hashable {
         case .syncGroup: .syncGroup
         case .apiVersions: .apiVersions
         case .initProducerId: .initProducerId
+        case .saslHandshake: .saslHandshake
+        case .saslAuthenticate: .saslAuthenticate
         }
     }
 
@@ -52,6 +56,8 @@ public enum KafkaRequest: Sendable, Hashable {
         case .syncGroup: .syncGroup(try .decode(body, version: version))
         case .apiVersions: .apiVersions(try .decode(body, version: version))
         case .initProducerId: .initProducerId(try .decode(body, version: version))
+        case .saslHandshake: .saslHandshake(try .decode(body, version: version))
+        case .saslAuthenticate: .saslAuthenticate(try .decode(body, version: version))
         }
     }
 
@@ -70,6 +76,8 @@ public enum KafkaRequest: Sendable, Hashable {
         case .syncGroup(let message): message.encode(to: &writer, version: version)
         case .apiVersions(let message): message.encode(to: &writer, version: version)
         case .initProducerId(let message): message.encode(to: &writer, version: version)
+        case .saslHandshake(let message): message.encode(to: &writer, version: version)
+        case .saslAuthenticate(let message): message.encode(to: &writer, version: version)
         }
     }
 }
@@ -89,6 +97,8 @@ public enum KafkaResponse: Sendable, Hashable {
     case syncGroup(SyncGroupResponse)
     case apiVersions(ApiVersionsResponse)
     case initProducerId(InitProducerIdResponse)
+    case saslHandshake(SaslHandshakeResponse)
+    case saslAuthenticate(SaslAuthenticateResponse)
 
     public var apiKey: KafkaAPIKey {
         switch self {
@@ -105,6 +115,8 @@ public enum KafkaResponse: Sendable, Hashable {
         case .syncGroup: .syncGroup
         case .apiVersions: .apiVersions
         case .initProducerId: .initProducerId
+        case .saslHandshake: .saslHandshake
+        case .saslAuthenticate: .saslAuthenticate
         }
     }
 
@@ -123,6 +135,8 @@ public enum KafkaResponse: Sendable, Hashable {
         case .syncGroup(let message): message.encode(to: &writer, version: version)
         case .apiVersions(let message): message.encode(to: &writer, version: version)
         case .initProducerId(let message): message.encode(to: &writer, version: version)
+        case .saslHandshake(let message): message.encode(to: &writer, version: version)
+        case .saslAuthenticate(let message): message.encode(to: &writer, version: version)
         }
     }
 
@@ -142,6 +156,8 @@ public enum KafkaResponse: Sendable, Hashable {
         case .syncGroup: .syncGroup(try .decode(body, version: version))
         case .apiVersions: .apiVersions(try .decode(body, version: version))
         case .initProducerId: .initProducerId(try .decode(body, version: version))
+        case .saslHandshake: .saslHandshake(try .decode(body, version: version))
+        case .saslAuthenticate: .saslAuthenticate(try .decode(body, version: version))
         }
     }
 }

@@ -12,7 +12,9 @@ struct BrokerCommand: AsyncParsableCommand {
         commandName: "broker",
         abstract: "Run a broker that speaks the Kafka wire protocol (produce, fetch, consumer groups, idempotence).",
         discussion: """
-            Prints "outpost broker ready kafka=PORT metrics=PORT" on stdout once it accepts connections.
+            Prints "outpost broker ready kafka=PORT metrics=PORT advertised=HOST:PORT security=PROTOCOL" on stdout once it
+            accepts connections (PROTOCOL: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL).
+            TLS and SASL start-up problems (unreadable or mismatched certificate files, no users) exit 1 with the reason.
             SIGTERM or SIGINT: stop accepting, close connections, flush and close every log, exit 0.
             """)
 
@@ -42,6 +44,23 @@ struct BrokerCommand: AsyncParsableCommand {
 
     @Flag(name: .customLong("no-auto-create"), help: "Do not create unknown topics on produce or metadata requests.")
     var noAutoCreate = false
+
+    @Option(name: .customLong("tls-cert"), help: "PEM server certificate (chain): the Kafka listener speaks TLS. Needs --tls-key.")
+    var tlsCertificate: String?
+
+    @Option(name: .customLong("tls-key"), help: "PEM private key of --tls-cert (unencrypted).")
+    var tlsKey: String?
+
+    @Option(name: .customLong("tls-ca"), help: "PEM CA file: client certificates are asked for and verified against it.")
+    var tlsCA: String?
+
+    @Flag(name: .customLong("tls-require-client-cert"), help: "Refuse TLS clients without a certificate from --tls-ca.")
+    var tlsRequireClientCertificate = false
+
+    @Option(
+        name: .customLong("sasl-users"),
+        help: "YAML file of 'name: password' lines: clients must authenticate with SASL/PLAIN as one of them.")
+    var saslUsersFile: String?
 
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: Logger.Level = .info
@@ -81,6 +100,25 @@ struct BrokerCommand: AsyncParsableCommand {
             configuration.log.fsync = policy
         }
         if noAutoCreate { configuration.autoCreateTopics = false }
+        if tlsCertificate != nil || tlsKey != nil || tlsCA != nil || tlsRequireClientCertificate {
+            var tls = configuration.tls ?? BrokerTLSConfiguration(certificateFile: "", privateKeyFile: "")
+            if let tlsCertificate { tls.certificateFile = tlsCertificate }
+            if let tlsKey { tls.privateKeyFile = tlsKey }
+            if let tlsCA { tls.caFile = tlsCA }
+            if tlsRequireClientCertificate { tls.requireClientCertificate = true }
+            guard !tls.certificateFile.isEmpty, !tls.privateKeyFile.isEmpty else {
+                throw ValidationError("TLS needs both --tls-cert and --tls-key (or tls.cert_file and tls.key_file)")
+            }
+            guard !tls.requireClientCertificate || tls.caFile != nil else {
+                throw ValidationError("--tls-require-client-cert needs --tls-ca to verify client certificates against")
+            }
+            configuration.tls = tls
+        }
+        if let saslUsersFile {
+            var sasl = configuration.sasl ?? BrokerSASLConfiguration()
+            sasl.usersFile = saslUsersFile
+            configuration.sasl = sasl
+        }
         for topic in topics {
             guard let colon = topic.lastIndex(of: ":"), let partitions = Int(topic[topic.index(after: colon)...]),
                 (1...configuration.limits.partitionsPerTopicMax).contains(partitions)
@@ -110,7 +148,9 @@ struct BrokerCommand: AsyncParsableCommand {
             throw ExitCode(1)
         }
         // One line on stdout that scripts and tests wait for.
-        Output.line("outpost broker ready kafka=\(broker.kafkaPort) metrics=\(broker.metricsPort.map(String.init) ?? "-") advertised=\(broker.advertised)")
+        Output.line(
+            "outpost broker ready kafka=\(broker.kafkaPort) metrics=\(broker.metricsPort.map(String.init) ?? "-") advertised=\(broker.advertised)"
+                + " security=\(configuration.securityProtocol)")
         let signal = await shutdownRequests.next()
         logger.info("shutdown requested", metadata: ["signal": "\(signal)"])
         await broker.stop()

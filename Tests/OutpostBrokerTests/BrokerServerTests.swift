@@ -56,7 +56,10 @@ import Testing
         #expect(only(one)?.baseOffset == 0)
         #expect(only(two)?.baseOffset == 3)
 
-        let fetched = try await connection.request(Self.fetch(offset: 0), version: 11)
+        // acks=1 answers before the fsync, and the high watermark covers only fsynced data: long-poll until
+        // both batches are visible rather than assume they already are.
+        let sentBytes = Int32(first.readableBytes + second.readableBytes)
+        let fetched = try await connection.request(Self.fetch(offset: 0, maxWaitMs: 5000, minBytes: sentBytes), version: 11)
         let partition = try #require(only(fetched))
         #expect(partition.errorCode == KafkaErrorCode.none)
         #expect(partition.highWatermark == 4)

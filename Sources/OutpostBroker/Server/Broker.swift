@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import OutpostKafka
 import OutpostOperations
 import Prometheus
@@ -35,6 +36,8 @@ public final class Broker: Sendable {
     public static func start(
         configuration: BrokerConfiguration, registry: PrometheusCollectorRegistry? = nil, logger: Logger = Logger(label: "outpost.broker")
     ) async throws -> Broker {
+        // Certificates, keys and users first: a bad file stops the broker before it touches its data.
+        let security = try ListenerSecurity(configuration: configuration, logger: logger)
         try DurableFile.createDirectory(configuration.dataDirectory)
         let directoryLock = try DirectoryLock(directory: configuration.dataDirectory)
         let threadPool = NIOThreadPool(numberOfThreads: configuration.ioThreads)
@@ -86,12 +89,20 @@ public final class Broker: Sendable {
                             connections.remove(channel)
                         }
                         return channel.eventLoop.makeCompletedFuture {
+                            if let tlsContext = security.tlsContext {
+                                try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tlsContext))
+                            }
+                            let sasl = security.makeSASLStateMachine()
+                            let gate = sasl.map { _ in AuthenticationGate() }
                             try channel.pipeline.syncOperations.addHandler(
-                                ByteToMessageHandler(KafkaFrameDecoder(maxFrameBytes: limits.frameBytesMax, budget: frameBudget)))
+                                ByteToMessageHandler(
+                                    ConnectionFrameDecoder(
+                                        frames: KafkaFrameDecoder(maxFrameBytes: limits.frameBytesMax, budget: frameBudget), gate: gate,
+                                        unauthenticatedFrameBytesMax: security.limits.unauthenticatedFrameBytesMax)))
                             try channel.pipeline.syncOperations.addHandler(
                                 KafkaConnectionHandler(
                                     handler: handler, inFlightMax: limits.inFlightRequestsPerConnectionMax, metrics: metrics,
-                                    logger: logger, logLimiter: logLimiter))
+                                    logger: logger, logLimiter: logLimiter, security: security, sasl: sasl, gate: gate))
                         }
                     }
                     .bind(host: listen.host, port: listen.port)
@@ -109,7 +120,7 @@ public final class Broker: Sendable {
             }
             let requestHandler = BrokerRequestHandler(
                 configuration: configuration, advertised: advertised, topics: topics, coordinator: coordinator, producerIds: producerIds,
-                threadPool: threadPool, metrics: metrics, logger: logger)
+                threadPool: threadPool, metrics: metrics, logger: logger, saslMechanism: security.saslMechanism)
             connections.handler = requestHandler
 
             var operations: OperationsServer?
@@ -136,6 +147,7 @@ public final class Broker: Sendable {
             broker.scheduleRetention()
             logger.info("broker started", metadata: [
                 "node_id": "\(configuration.nodeId)", "listen": "\(listen.host):\(boundPort)", "advertised": "\(advertised)",
+                "security": "\(configuration.securityProtocol)",
                 "topics": "\(topics.allTopics.map(\.name))", "data_dir": "\(configuration.dataDirectory)",
             ])
             return broker

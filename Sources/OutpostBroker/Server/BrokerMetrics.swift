@@ -21,6 +21,10 @@ final class BrokerMetrics: Sendable {
     let produceRejected = Mutex<[String: Counter]>([:])
     let fetchedBytes: Counter
     let fetchWaitersExhaustedCounter: Counter
+    let saslAuthenticated: Counter
+    let saslFailures: [SASLServerStateMachine.FailureReason: Counter]
+    let tlsHandshakeFailures: Counter
+    let connectionSetupTimeouts: Counter
     private let openConnections = Atomic<Int>(0)
 
     init() {
@@ -44,7 +48,16 @@ final class BrokerMetrics: Sendable {
         produceDuplicates = Counter(label: "outpost_broker_produce_duplicates_total")
         fetchedBytes = Counter(label: "outpost_broker_fetched_bytes_total")
         fetchWaitersExhaustedCounter = Counter(label: "outpost_broker_fetch_waiters_exhausted_total")
+        saslAuthenticated = Counter(label: "outpost_broker_sasl_authentications_total")
+        saslFailures = Dictionary(uniqueKeysWithValues: SASLServerStateMachine.FailureReason.allCases.map { reason in
+            (reason, Counter(label: "outpost_broker_sasl_authentication_failures_total", dimensions: [("reason", reason.rawValue)]))
+        })
+        tlsHandshakeFailures = Counter(label: "outpost_broker_tls_handshake_failures_total")
+        connectionSetupTimeouts = Counter(label: "outpost_broker_connection_setup_timeouts_total")
     }
+
+    /// A connection refused during SASL set-up (wrong password, request out of turn, timeout, …).
+    func saslFailed(_ reason: SASLServerStateMachine.FailureReason) { saslFailures[reason]?.increment() }
 
     func request(_ key: KafkaAPIKey, nanoseconds: Int64) {
         requests[key.rawValue]?.increment()

@@ -29,11 +29,16 @@ final class BrokerRequestHandler: Sendable {
     let threadPool: NIOThreadPool
     let metrics: BrokerMetrics
     let logger: Logger
+    /// The listener's SASL mechanism; nil without SASL. Decides whether ApiVersions lists the SASL APIs.
+    let saslMechanism: SASLMechanism?
+    let apiVersions: ApiVersionsResponse
 
     init(
         configuration: BrokerConfiguration, advertised: HostPort, topics: TopicRegistry, coordinator: GroupCoordinator,
-        producerIds: ProducerIdAllocator, threadPool: NIOThreadPool, metrics: BrokerMetrics, logger: Logger
+        producerIds: ProducerIdAllocator, threadPool: NIOThreadPool, metrics: BrokerMetrics, logger: Logger, saslMechanism: SASLMechanism? = nil
     ) {
+        self.saslMechanism = saslMechanism
+        self.apiVersions = .advertised(includingSASL: saslMechanism != nil)
         self.configuration = configuration
         self.advertised = advertised
         self.topics = topics
@@ -56,9 +61,19 @@ final class BrokerRequestHandler: Sendable {
         case .apiVersions:
             // v3/v4 (flexible) get the v0-layout UNSUPPORTED_VERSION fallback (§2.3).
             if KafkaAPIKey.apiVersions.supportedVersions.contains(version) {
-                return answer(.apiVersions(.advertised))
+                return answer(.apiVersions(apiVersions))
             }
-            return eventLoop.makeSucceededFuture(.response(.apiVersions(.unsupportedVersionFallback), version: 0))
+            var fallback = apiVersions
+            fallback.errorCode = .unsupportedVersion
+            return eventLoop.makeSucceededFuture(.response(.apiVersions(fallback), version: 0))
+        case .saslHandshake:
+            // Authentication itself happens before requests get here (`SASLServerStateMachine`); what
+            // reaches this point is a handshake on an authenticated connection or on a listener without
+            // SASL. Kafka answers both with ILLEGAL_SASL_STATE.
+            return answer(.saslHandshake(SaslHandshakeResponse(errorCode: .illegalSaslState, mechanisms: saslMechanism.map { [$0.rawValue] } ?? [])))
+        case .saslAuthenticate:
+            let message = saslMechanism == nil ? "SASL is not enabled on this listener" : "SaslAuthenticate request received after successful authentication"
+            return answer(.saslAuthenticate(SaslAuthenticateResponse(errorCode: .illegalSaslState, errorMessage: message)))
         case .metadata(let request):
             return answer(.metadata(metadata(request, version: version)))
         case .produce(let request):

@@ -63,18 +63,26 @@ public struct ApiVersionsResponse: KafkaResponseMessage {
         self.throttleTimeMs = throttleTimeMs
     }
 
-    /// What a server advertises: every API in `KafkaAPIKey` with its supported range, and nothing else
-    /// (advertising an API that is not implemented makes clients use it, §1).
-    public static let advertised = ApiVersionsResponse(
-        apiKeys: KafkaAPIKey.allCases.map {
-            ApiVersion(apiKey: $0.rawValue, minVersion: $0.supportedVersions.lowerBound, maxVersion: $0.supportedVersions.upperBound)
-        })
+    /// What a server without SASL advertises: every API in `KafkaAPIKey` but the SASL ones, with its
+    /// supported range, and nothing else (advertising an API that is not implemented makes clients use it, §1).
+    public static let advertised = advertised(includingSASL: false)
+
+    /// What a server advertises: `advertised`, plus SaslHandshake and SaslAuthenticate when its listener
+    /// requires SASL.
+    public static func advertised(includingSASL: Bool) -> ApiVersionsResponse {
+        ApiVersionsResponse(
+            apiKeys: KafkaAPIKey.allCases.filter { includingSASL || !$0.isSASL }.map {
+                ApiVersion(apiKey: $0.rawValue, minVersion: $0.supportedVersions.lowerBound, maxVersion: $0.supportedVersions.upperBound)
+            })
+    }
 
     /// The answer to an ApiVersions request at an unsupported version: UNSUPPORTED_VERSION with the full
     /// key list, to be encoded at v0 whatever version was asked (no throttle field). librdkafka then retries
     /// at v0, kafka-python at v2.
-    public static var unsupportedVersionFallback: ApiVersionsResponse {
-        var response = advertised
+    public static var unsupportedVersionFallback: ApiVersionsResponse { unsupportedVersionFallback(includingSASL: false) }
+
+    public static func unsupportedVersionFallback(includingSASL: Bool) -> ApiVersionsResponse {
+        var response = advertised(includingSASL: includingSASL)
         response.errorCode = .unsupportedVersion
         return response
     }
