@@ -27,6 +27,7 @@ let package = Package(
         .executable(name: "outpost", targets: ["outpost"]),
         .library(name: "OutpostCore", targets: ["OutpostCore"]),
         .library(name: "OutpostLog", targets: ["OutpostLog"]),
+        .library(name: "OutpostMQTT", targets: ["OutpostMQTT"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -41,12 +42,16 @@ let package = Package(
     targets: [
         // Thin system-library shims: nothing but the C headers. Exactly one Swift module imports each.
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CMosquitto", path: "Sources/CMosquitto", providers: [.apt(["libmosquitto-dev"])]),
 
         // Point model, line-protocol/JSON/topic codecs, RecordBatch v2, CRC-32C, varints, murmur2, gzip.
         .target(name: "OutpostCore", dependencies: ["CZlib"], swiftSettings: swiftSettings),
 
         // Segmented partition log: segments, indexes, group commit, recovery, retention.
         .target(name: "OutpostLog", dependencies: ["OutpostCore", .logging], swiftSettings: swiftSettings),
+
+        // MQTT client over libmosquitto (the only importer of CMosquitto): `MQTTClient`.
+        .target(name: "OutpostMQTT", dependencies: ["CMosquitto", .logging], swiftSettings: swiftSettings),
 
         // Kafka wire protocol: request/response codecs, server framing, client (producer, consumer, group member).
         .target(
@@ -81,6 +86,10 @@ let package = Package(
 
         .testTarget(name: "OutpostCoreTests", dependencies: ["OutpostCore"], swiftSettings: swiftSettings),
         .testTarget(name: "OutpostLogTests", dependencies: ["OutpostLog"], swiftSettings: swiftSettings),
+        .testTarget(name: "OutpostMQTTTests", dependencies: ["OutpostMQTT"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "OutpostOperationsTests", dependencies: ["OutpostOperations", .nioPosix, .metrics, .product(name: "Prometheus", package: "swift-prometheus")],
+            swiftSettings: swiftSettings),
         .testTarget(
             name: "OutpostKafkaTests",
             dependencies: ["OutpostKafka", "OutpostCore", .nioCore, .nioPosix, .product(name: "NIOTestUtils", package: "swift-nio")],
