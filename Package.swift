@@ -18,6 +18,7 @@ extension Target.Dependency {
     static let nioSSL = Target.Dependency.product(name: "NIOSSL", package: "swift-nio-ssl")
     static let yams = Target.Dependency.product(name: "Yams", package: "Yams")
     static let collections = Target.Dependency.product(name: "DequeModule", package: "swift-collections")
+    static let histogram = Target.Dependency.product(name: "Histogram", package: "hdrhistogram-swift")
 }
 
 let package = Package(
@@ -38,6 +39,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // Thin system-library shims: nothing but the C headers. Exactly one Swift module imports each.
@@ -73,11 +75,20 @@ let package = Package(
             dependencies: ["OutpostCore", "OutpostLog", "OutpostKafka", "OutpostOperations", .nioCore, .nioPosix, .nioSSL, .logging, .metrics, .yams, .collections],
             swiftSettings: swiftSettings),
 
+        // Edge gateway: MQTT/UDP/TCP/HTTP listeners, ingest pipeline into the local log, replicator.
+        .target(
+            name: "OutpostGateway",
+            dependencies: [
+                "OutpostCore", "OutpostLog", "OutpostMQTT", "OutpostOperations",
+                .nioCore, .nioPosix, .nioHTTP1, .logging, .metrics, .yams, .collections, .histogram,
+            ],
+            swiftSettings: swiftSettings),
+
         // Argument parsing and wiring only.
         .executableTarget(
             name: "outpost",
             dependencies: [
-                "OutpostCore", "OutpostLog", "OutpostBroker", "OutpostOperations",
+                "OutpostCore", "OutpostLog", "OutpostGateway", "OutpostBroker", "OutpostOperations",
                 .logging,
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -95,6 +106,7 @@ let package = Package(
             dependencies: ["OutpostKafka", "OutpostCore", .nioCore, .nioPosix, .product(name: "NIOTestUtils", package: "swift-nio")],
             swiftSettings: swiftSettings),
         .testTarget(name: "OutpostBrokerTests", dependencies: ["OutpostBroker", "OutpostKafka", "OutpostLog", .nioCore, .nioPosix], swiftSettings: swiftSettings),
+        .testTarget(name: "OutpostGatewayTests", dependencies: ["OutpostGateway", "OutpostLog", "OutpostCore", .nioCore, .nioPosix], swiftSettings: swiftSettings),
         // Multi-process and interop tests: real clients, real processes, the built `outpost` binary.
         .testTarget(
             name: "SystemTests", dependencies: ["OutpostCore", "OutpostLog", "outpost"], swiftSettings: swiftSettings),

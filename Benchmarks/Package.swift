@@ -36,5 +36,12 @@ let package = Package(
             path: "Benchmarks/LogBench",
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
+        // Cheap load generator for the gateway benchmarks (Benchmarks/gateway_bench.py).
+        .executableTarget(
+            name: "outpost-load",
+            dependencies: [.product(name: "OutpostMQTT", package: "Outpost")],
+            path: "Benchmarks/LoadGenerator",
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
     ]
 )

@@ -1,0 +1,208 @@
+import DequeModule
+import Foundation
+import Logging
+import OutpostCore
+import OutpostLog
+
+/// Threads that compress batches and append them to the partition logs, off the event loops so that
+/// parsing and compression use different cores.
+///
+/// Partition p always goes to worker p mod N, whose queue is FIFO: batches of one partition are appended
+/// in the order their loop produced them. The total queue depth drives the back-pressure gate; since
+/// listeners stop taking input once it closes, the queue overshoots `high` by at most the batches already
+/// open on the event loops.
+final class AppendWorkers: @unchecked Sendable {
+    private final class Worker: @unchecked Sendable {
+        let condition = NSCondition()
+        var queue = Deque<PendingBatch>()
+        var stopping = false
+        var busy = false
+    }
+
+    private let logs: [PartitionLog]
+    private let workers: [Worker]
+    private let gate: BackPressureGate
+    private let metrics: GatewayMetrics
+    private let logger: Logger
+    private let compression: CompressionCodec
+    private let compressionLevel: Int32
+    private let countLock = NSLock()
+    private var queued = 0
+    private var threads: [Thread] = []
+
+    /// Delay before retrying an append that failed for lack of disk space; doubles up to the maximum.
+    static let diskFullRetryMilliseconds = (initial: 50, maximum: 5_000)
+
+    init(
+        logs: [PartitionLog], workerCount: Int, gate: BackPressureGate, metrics: GatewayMetrics, logger: Logger,
+        compression: CompressionCodec, compressionLevel: Int32
+    ) {
+        self.logs = logs
+        self.workers = (0..<max(1, workerCount)).map { _ in Worker() }
+        self.gate = gate
+        self.metrics = metrics
+        self.logger = logger
+        self.compression = compression
+        self.compressionLevel = compressionLevel
+    }
+
+    func start() {
+        for (index, worker) in workers.enumerated() {
+            let thread = Thread { [self] in run(worker) }
+            thread.name = "outpost-append-\(index)"
+            threads.append(thread)
+            thread.start()
+        }
+    }
+
+    var queuedBatches: Int {
+        countLock.lock()
+        defer { countLock.unlock() }
+        return queued
+    }
+
+    /// Never blocks (it is called on event loops); see the type's note on the bound.
+    func submit(_ batch: PendingBatch) {
+        let worker = workers[batch.partition % workers.count]
+        adjustQueued(by: 1)
+        worker.condition.lock()
+        worker.queue.append(batch)
+        worker.condition.signal()
+        worker.condition.unlock()
+    }
+
+    private func adjustQueued(by delta: Int) {
+        countLock.lock()
+        queued += delta
+        let depth = queued
+        countLock.unlock()
+        metrics.queueDepth.record(depth)
+        gate.update(queued: depth)
+    }
+
+    /// Waits until every submitted batch has been appended (not necessarily fsynced).
+    func drain() {
+        for worker in workers {
+            worker.condition.lock()
+            while !worker.queue.isEmpty || worker.busy { worker.condition.wait() }
+            worker.condition.unlock()
+        }
+    }
+
+    /// Drains, then stops the threads.
+    func stop() {
+        drain()
+        for worker in workers {
+            worker.condition.lock()
+            worker.stopping = true
+            worker.condition.broadcast()
+            worker.condition.unlock()
+        }
+    }
+
+    private func run(_ worker: Worker) {
+        let compressor: GzipCompressor?
+        do {
+            compressor = compression == .gzip ? try GzipCompressor(level: compressionLevel) : nil
+        } catch {
+            logger.critical("cannot initialise zlib", metadata: ["error": "\(error)"])
+            compressor = nil
+        }
+        while true {
+            worker.condition.lock()
+            while worker.queue.isEmpty && !worker.stopping { worker.condition.wait() }
+            if worker.queue.isEmpty && worker.stopping {
+                worker.condition.unlock()
+                return
+            }
+            let batch = worker.queue.removeFirst()
+            worker.busy = true
+            worker.condition.unlock()
+
+            appendWithRetry(batch, compressor: compressor)
+
+            worker.condition.lock()
+            worker.busy = false
+            worker.condition.broadcast()
+            worker.condition.unlock()
+            adjustQueued(by: -1)
+        }
+    }
+
+    /// Compresses and appends one batch. A full disk is retried with backoff — the queue fills, the gate
+    /// closes and the listeners push back — rather than dropping what listeners already took in. Other
+    /// errors fail the batch: its waiters are told, and its points are counted as storage errors.
+    private func appendWithRetry(_ pending: PendingBatch, compressor: GzipCompressor?) {
+        var builder = pending.builder
+        let uncompressed = builder.uncompressedRecordBytes
+        let recordCount = Int(builder.recordCount)
+        let bytes: [UInt8]
+        do {
+            bytes = try builder.build(compression: compressor == nil ? .none : compression, compressor: compressor)
+        } catch {
+            fail(pending, error: .invalidBatch(error), recordCount: recordCount)
+            return
+        }
+        let log = logs[pending.partition]
+        var delay = Self.diskFullRetryMilliseconds.initial
+        var loggedDiskFull = false
+        while true {
+            let started = DispatchTime.now().uptimeNanoseconds
+            do {
+                let result = try log.append(bytes)
+                metrics.appendLatency.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - started))
+                metrics.batchesAppended.increment()
+                metrics.batchBytes.record(bytes.count)
+                metrics.batchRecords.record(recordCount)
+                if !bytes.isEmpty { metrics.compressionRatio.record(Double(uncompressed) / Double(bytes.count)) }
+                if loggedDiskFull { logger.notice("disk space is back; appends resumed", metadata: ["partition": "\(pending.partition)"]) }
+                awaitCommit(pending, through: result.lastOffset, log: log)
+                return
+            } catch {
+                if case .diskFull = error {
+                    metrics.storageErrors.increment()
+                    if !loggedDiskFull {
+                        logger.error("disk full: ingest is paused until appends succeed again", metadata: [
+                            "partition": "\(pending.partition)", "log": "\(log.directory)",
+                        ])
+                        loggedDiskFull = true
+                    }
+                    // Retention may free space (it never deletes unreplicated data, see the floor).
+                    log.enforceRetention()
+                    Thread.sleep(forTimeInterval: Double(delay) / 1000)
+                    delay = min(delay * 2, Self.diskFullRetryMilliseconds.maximum)
+                    continue
+                }
+                fail(pending, error: error, recordCount: recordCount)
+                return
+            }
+        }
+    }
+
+    private func awaitCommit(_ pending: PendingBatch, through offset: Offset, log: PartitionLog) {
+        let metrics = self.metrics
+        let completions = pending.completions
+        let mqttTimes = pending.mqttReceivedUptimes
+        let counts = pending.sourceCounts
+        let opened = pending.openedUptime
+        log.whenDurable(through: offset) { result in
+            let now = DispatchTime.now().uptimeNanoseconds
+            if case .success = result {
+                metrics.commitLatency.recordNanoseconds(Int64(now - min(opened, now)))
+                for received in mqttTimes { metrics.pubackToCommit.recordNanoseconds(Int64(now - min(received, now))) }
+                for source in IngestSource.allCases where counts[source.index] > 0 {
+                    metrics.committed[source.index].increment(by: counts[source.index])
+                }
+            }
+            for completion in completions { completion.batchFinished(result) }
+        }
+    }
+
+    private func fail(_ pending: PendingBatch, error: LogError, recordCount: Int) {
+        metrics.storageErrors.increment()
+        logger.error("a batch could not be stored", metadata: [
+            "partition": "\(pending.partition)", "records": "\(recordCount)", "error": "\(error)",
+        ])
+        for completion in pending.completions { completion.batchFinished(.failure(error)) }
+    }
+}
