@@ -84,11 +84,17 @@ let package = Package(
             ],
             swiftSettings: swiftSettings),
 
+        // Device-fleet simulator and end-to-end verifier.
+        .target(
+            name: "OutpostSimulator",
+            dependencies: ["OutpostCore", "OutpostLog", "OutpostKafka", "OutpostMQTT", .nioCore, .nioPosix, .logging, .yams, .histogram],
+            swiftSettings: swiftSettings),
+
         // Argument parsing and wiring only.
         .executableTarget(
             name: "outpost",
             dependencies: [
-                "OutpostCore", "OutpostLog", "OutpostGateway", "OutpostBroker", "OutpostOperations",
+                "OutpostCore", "OutpostLog", "OutpostGateway", "OutpostBroker", "OutpostSimulator", "OutpostOperations",
                 .logging,
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -107,6 +113,7 @@ let package = Package(
             swiftSettings: swiftSettings),
         .testTarget(name: "OutpostBrokerTests", dependencies: ["OutpostBroker", "OutpostKafka", "OutpostLog", .nioCore, .nioPosix], swiftSettings: swiftSettings),
         .testTarget(name: "OutpostGatewayTests", dependencies: ["OutpostGateway", "OutpostLog", "OutpostCore", .nioCore, .nioPosix], swiftSettings: swiftSettings),
+        .testTarget(name: "OutpostSimulatorTests", dependencies: ["OutpostSimulator", "OutpostLog", "OutpostCore"], swiftSettings: swiftSettings),
         // Multi-process and interop tests: real clients, real processes, the built `outpost` binary.
         .testTarget(
             name: "SystemTests", dependencies: ["OutpostCore", "OutpostLog", "outpost"], swiftSettings: swiftSettings),

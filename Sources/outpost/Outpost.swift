@@ -6,6 +6,6 @@ struct Outpost: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "outpost",
         abstract: "IoT telemetry ingestion: edge gateway, durable log, Kafka-compatible brokers.",
-        subcommands: [GatewayCommand.self, BrokerCommand.self, ParseCommand.self, LogCommand.self]
+        subcommands: [GatewayCommand.self, BrokerCommand.self, ParseCommand.self, LogCommand.self, SimulateCommand.self, VerifyCommand.self]
     )
 }
