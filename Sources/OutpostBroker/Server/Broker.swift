@@ -56,7 +56,7 @@ public final class Broker: Sendable {
             }
             let coordinator = GroupCoordinator(configuration: configuration.groups, store: store, timerLoop: group.next(), logger: logger)
             let metrics = BrokerMetrics()
-            let connections = ConnectionRegistry()
+            let connections = ConnectionRegistry(eventLoop: group.next())
             let logLimiter = LogRateLimiter(perSecond: 20)
             let frameBudget = FrameMemoryBudget(limitBytes: max(configuration.limits.bufferedRequestBytesMax, configuration.limits.frameBytesMax))
             let listen = configuration.resolvedListen
@@ -71,9 +71,9 @@ public final class Broker: Sendable {
                     // Responses may queue this much before the connection stops reading requests.
                     .childChannelOption(.writeBufferWaterMark, value: .init(low: 512 << 10, high: 2 << 20))
                     .childChannelInitializer { channel in
-                        guard let handler = connections.handler else {
-                            return channel.close()
-                        }
+                        // A client that connects between the bind and the request handler's creation (a
+                        // reconnecting gateway at start-up) waits for it instead of being closed unanswered.
+                        connections.handlerReady.hop(to: channel.eventLoop).flatMap { handler in
                         guard metrics.connectionOpened(limit: limits.connectionsMax) else {
                             if let suppressed = logLimiter.admit() {
                                 logger.warning("connection refused: connection limit reached", metadata: [
@@ -104,10 +104,12 @@ public final class Broker: Sendable {
                                     handler: handler, inFlightMax: limits.inFlightRequestsPerConnectionMax, metrics: metrics,
                                     logger: logger, logLimiter: logLimiter, security: security, sasl: sasl, gate: gate))
                         }
+                        }
                     }
                     .bind(host: listen.host, port: listen.port)
                     .get()
             } catch {
+                connections.failHandler(error)
                 coordinator.stop()
                 topics.closeAll()
                 throw error
@@ -210,11 +212,24 @@ public final class Broker: Sendable {
 final class ConnectionRegistry: Sendable {
     private let channels = Mutex<[ObjectIdentifier: any Channel]>([:])
     private let requestHandler = Mutex<BrokerRequestHandler?>(nil)
+    private let handlerPromise: EventLoopPromise<BrokerRequestHandler>
+
+    init(eventLoop: any EventLoop) {
+        handlerPromise = eventLoop.makePromise()
+    }
+
+    /// Completes once the request handler exists (it needs the bound port, so it comes after the bind).
+    var handlerReady: EventLoopFuture<BrokerRequestHandler> { handlerPromise.futureResult }
 
     var handler: BrokerRequestHandler? {
         get { requestHandler.withLock { $0 } }
-        set { requestHandler.withLock { $0 = newValue } }
+        set {
+            requestHandler.withLock { $0 = newValue }
+            if let newValue { handlerPromise.succeed(newValue) }
+        }
     }
+
+    func failHandler(_ error: any Error) { handlerPromise.fail(error) }
 
     func add(_ channel: any Channel) { channels.withLock { $0[ObjectIdentifier(channel)] = channel } }
     func remove(_ channel: any Channel) { _ = channels.withLock { $0.removeValue(forKey: ObjectIdentifier(channel)) } }
