@@ -79,7 +79,7 @@ let package = Package(
         .target(
             name: "OutpostGateway",
             dependencies: [
-                "OutpostCore", "OutpostLog", "OutpostMQTT", "OutpostOperations",
+                "OutpostCore", "OutpostLog", "OutpostKafka", "OutpostMQTT", "OutpostOperations",
                 .nioCore, .nioPosix, .nioHTTP1, .logging, .metrics, .yams, .collections, .histogram,
             ],
             swiftSettings: swiftSettings),
@@ -94,7 +94,7 @@ let package = Package(
         .executableTarget(
             name: "outpost",
             dependencies: [
-                "OutpostCore", "OutpostLog", "OutpostGateway", "OutpostBroker", "OutpostSimulator", "OutpostOperations",
+                "OutpostCore", "OutpostLog", "OutpostKafka", "OutpostGateway", "OutpostBroker", "OutpostSimulator", "OutpostOperations",
                 .logging,
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],

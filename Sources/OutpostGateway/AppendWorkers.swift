@@ -26,6 +26,7 @@ final class AppendWorkers: @unchecked Sendable {
     private let logger: Logger
     private let compression: CompressionCodec
     private let compressionLevel: Int32
+    private let budget: DiskBudget?
     private let countLock = NSLock()
     private var queued = 0
     private var threads: [Thread] = []
@@ -35,8 +36,9 @@ final class AppendWorkers: @unchecked Sendable {
 
     init(
         logs: [PartitionLog], workerCount: Int, gate: BackPressureGate, metrics: GatewayMetrics, logger: Logger,
-        compression: CompressionCodec, compressionLevel: Int32
+        compression: CompressionCodec, compressionLevel: Int32, budget: DiskBudget? = nil
     ) {
+        self.budget = budget
         self.logs = logs
         self.workers = (0..<max(1, workerCount)).map { _ in Worker() }
         self.gate = gate
@@ -144,6 +146,8 @@ final class AppendWorkers: @unchecked Sendable {
             return
         }
         let log = logs[pending.partition]
+        // Within the disk budget first: blocks (back-pressure) or drops the oldest, per the overflow policy.
+        budget?.makeRoom(for: bytes.count)
         var delay = Self.diskFullRetryMilliseconds.initial
         var loggedDiskFull = false
         while true {

@@ -76,6 +76,7 @@ public final class Gateway: @unchecked Sendable {
             MQTTIngest(configuration: $0, gatewayId: configuration.gatewayId, pipeline: pipeline, eventLoop: group.next(), logger: logger)
         }
         mqtt?.start()
+        pipeline.replicator?.start()
         var operations: OperationsServer?
         if let metrics = configuration.metrics {
             operations = try await OperationsServer.start(

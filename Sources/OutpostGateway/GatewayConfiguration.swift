@@ -104,6 +104,8 @@ public struct GatewayConfiguration: Sendable {
     /// Largest HTTP write body (after gzip decoding): 32 MiB, InfluxDB's order of magnitude.
     public var httpBodyBytesMax = 32 << 20
     public var metrics: HostPort? = HostPort(host: "0.0.0.0", port: 9100)
+    /// Shipping the local log to central brokers; nil: the gateway only stores.
+    public var replication: ReplicationConfiguration? = nil
 
     public static let defaultLog: LogConfiguration = {
         var configuration = LogConfiguration()
@@ -118,7 +120,7 @@ public struct GatewayConfiguration: Sendable {
     public static func parse(yaml text: String) throws(ConfigurationError) -> GatewayConfiguration {
         var configuration = GatewayConfiguration()
         let root = try ConfigurationSection.parse(yaml: text)
-        try root.rejectUnknownKeys(["gateway", "log", "pipeline", "limits", "dead_letter", "listeners", "metrics", "testing"])
+        try root.rejectUnknownKeys(["gateway", "log", "pipeline", "limits", "dead_letter", "listeners", "metrics", "replication", "testing"])
 
         let gateway = try root.section("gateway")
         try gateway.rejectUnknownKeys(["id", "data_dir", "topic", "partitions", "device_tag"])
@@ -205,6 +207,10 @@ public struct GatewayConfiguration: Sendable {
                 if let listen = try http.endpoint("listen") { configuration.http = listen }
                 if let bytes = try http.bytes("max_body_bytes") { configuration.httpBodyBytesMax = Int(bytes) }
             }
+        }
+
+        if root.contains("replication") {
+            configuration.replication = try ReplicationConfiguration.parse(try root.section("replication"))
         }
 
         let metrics = try root.section("metrics")

@@ -17,6 +17,8 @@ public final class IngestPipeline: Sendable {
     public let topicLog: TopicLog
     let deadLetterTopic: TopicLog?
     let workers: AppendWorkers
+    /// Store and forward to the central brokers, when configured.
+    public let replicator: Replicator?
     public let gate: BackPressureGate
     let metrics: GatewayMetrics
     let rejects: RejectReporter
@@ -33,9 +35,17 @@ public final class IngestPipeline: Sendable {
         self.configuration = configuration
         self.logger = logger
         metrics = GatewayMetrics()
+        var logConfiguration = configuration.log
+        if let replication = configuration.replication, replication.enabled, let budget = replication.diskBudgetBytes {
+            // Each partition's share of the budget sizes its segments, so retention (which deletes replicated
+            // segments only) can keep the whole topic within it.
+            let share = LogConfiguration.forBudget(bytes: budget / Int64(configuration.partitions))
+            logConfiguration.segmentBytesMax = min(logConfiguration.segmentBytesMax, share.segmentBytesMax)
+            logConfiguration.retentionBytes = share.retentionBytes
+        }
         topicLog = try TopicLog(
             dataDirectory: configuration.dataDirectory, topic: configuration.topic,
-            partitionCount: configuration.partitions, configuration: configuration.log)
+            partitionCount: configuration.partitions, configuration: logConfiguration)
         for partition in topicLog.partitions {
             let report = partition.recoveryReport
             if report.truncatedBytes > 0 || !report.corruptSealedSegments.isEmpty {
@@ -56,9 +66,15 @@ public final class IngestPipeline: Sendable {
         }
         let high = configuration.queueBatchesMax
         gate = BackPressureGate(high: high, low: max(0, high / 2))
+        let topic = topicLog
+        replicator = try configuration.replication.flatMap { $0.enabled ? $0 : nil }.map {
+            try Replicator(
+                configuration: $0, gatewayId: configuration.gatewayId, topic: topic, dataDirectory: configuration.dataDirectory,
+                deviceTag: configuration.deviceTag, group: group, logger: logger)
+        }
         workers = AppendWorkers(
             logs: topicLog.partitions, workerCount: configuration.workers, gate: gate, metrics: metrics, logger: logger,
-            compression: configuration.compression, compressionLevel: configuration.compressionLevel)
+            compression: configuration.compression, compressionLevel: configuration.compressionLevel, budget: replicator?.budget)
         rejects = RejectReporter(
             metrics: metrics, logger: logger, deadLetterLog: deadLetterTopic?.partitions.first, gatewayId: configuration.gatewayId)
         settings = NIOLockedValueBox(Settings(limits: configuration.limits))
@@ -101,6 +117,8 @@ public final class IngestPipeline: Sendable {
 
     /// Hands every open batch to the workers, waits for them to be appended, then fsyncs and closes the logs.
     public func shutdown(group: any EventLoopGroup) async {
+        // Replication stops first: what is flushed below stays on disk and is shipped on the next start.
+        await replicator?.stop()
         for loop in group.makeIterator() {
             let batcher = batcher(for: loop)
             try? await loop.submit { batcher.flushAll() }.get()
@@ -147,6 +165,9 @@ public final class IngestPipeline: Sendable {
         for partition in topicLog.partitions {
             let statistics = partition.currentStatistics()
             details.append(("partition_\(partition.directory.split(separator: "-").last ?? "")_end_offset", String(statistics.logEndOffset.rawValue)))
+        }
+        if let replicator {
+            details.append(("replication_lag_records", String(replicator.lagRecords)))
         }
         if let failure = topicLog.partitions.lazy.compactMap(\.failureReason).first {
             healthy = false

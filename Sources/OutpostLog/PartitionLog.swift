@@ -100,7 +100,7 @@ public final class PartitionLog: @unchecked Sendable {
     private var failure: LogError?
     private var closed = false
     private var flusherRunning = false
-    private var retentionFloor: Offset?
+    private var retentionFloorOffset: Offset?
     /// Guarded by `lock`; written to disk under `checkpointWriteLock` so writers never interleave.
     private var checkpoint: Checkpoint
     private let checkpointWriteLock = NSLock()
@@ -645,6 +645,16 @@ public final class PartitionLog: @unchecked Sendable {
         }
     }
 
+    /// Bytes of log from `offset` to the end, to index precision (a few KiB): the replication backlog.
+    public func approximateBytes(from offset: Offset) -> Int {
+        locked {
+            guard offset < nextOffset else { return 0 }
+            let first = segmentIndex(containing: max(offset, logStart))
+            let position = segments[first].indexes.position(atOrBefore: segments[first].relativeOffset(max(offset, logStart)))
+            return segments[first...].reduce(0) { $0 + $1.size } - position
+        }
+    }
+
     // MARK: Retention
 
     /// The offsets the oldest sealed segment holds, or nil when only the active segment is left.
@@ -679,10 +689,13 @@ public final class PartitionLog: @unchecked Sendable {
         return (oldest.baseOffset..<newStart, oldest.size)
     }
 
+    /// The offset retention may not delete from (the replication cursor), nil when there is none.
+    public var retentionFloor: Offset? { locked { retentionFloorOffset } }
+
     /// Keeps retention from deleting any segment holding offsets at or above `offset` (nil: no floor).
     /// The replicator sets it to its cursor so unreplicated data is never deleted by age or size.
     public func setRetentionFloor(_ offset: Offset?) {
-        locked { retentionFloor = offset }
+        locked { retentionFloorOffset = offset }
     }
 
     /// Deletes whole oldest segments beyond the size or age bound, never the active segment and never one
@@ -704,7 +717,7 @@ public final class PartitionLog: @unchecked Sendable {
             let overSize = configuration.retentionBytes.map { Int64(total) > $0 } ?? false
             let overAge = configuration.retentionMilliseconds.map { now - candidate.lastAppendMilliseconds > $0 } ?? false
             guard overSize || overAge else { break }
-            if let floor = retentionFloor, candidate.nextOffset > floor { break }
+            if let floor = retentionFloorOffset, candidate.nextOffset > floor { break }
             total -= candidate.size
             count += 1
         }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import OutpostGateway
+import OutpostKafka
 import OutpostLog
 import OutpostOperations
 
@@ -57,6 +58,12 @@ struct GatewayCommand: AsyncParsableCommand {
     @Option(help: "Operations endpoint (/metrics, /healthz) ADDR:PORT.")
     var metrics: String?
 
+    @Option(help: "Central brokers to replicate to: HOST:PORT[,HOST:PORT…].")
+    var brokers: String?
+
+    @Option(name: .customLong("central-topic"), help: "Central topic to replicate to (default telemetry).")
+    var centralTopic: String?
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: Logger.Level = .info
 
@@ -102,6 +109,21 @@ struct GatewayCommand: AsyncParsableCommand {
             configuration.http = try RoleSupport.endpoint(http, flag: "--http")
         }
         if let metrics { configuration.metrics = try RoleSupport.endpoint(metrics, flag: "--metrics") }
+        if let brokers {
+            guard let addresses = KafkaBrokerAddress.list(parsing: brokers), !addresses.isEmpty else {
+                throw ValidationError("--brokers expects HOST:PORT[,HOST:PORT…], got '\(brokers)'")
+            }
+            var replication = configuration.replication ?? ReplicationConfiguration(brokers: addresses)
+            replication.brokers = addresses
+            replication.enabled = true
+            configuration.replication = replication
+        }
+        if let centralTopic {
+            guard var replication = configuration.replication else { throw ValidationError("--central-topic needs --brokers (or replication: in the config)") }
+            guard LogLayout.isValidTopicName(centralTopic) else { throw ValidationError("--central-topic: invalid topic name '\(centralTopic)'") }
+            replication.centralTopic = centralTopic
+            configuration.replication = replication
+        }
         return configuration
     }
 

@@ -244,5 +244,11 @@ import Testing
         #expect(configuration.mqtt?.clientId == "outpost-edge-1")
         #expect(configuration.deadLetterTopic == "_rejected")
         #expect(configuration.log.retentionBytes == 8 << 30)
+        // Replication is documented there but off until `--brokers` (or `enabled: true`).
+        let replication = try #require(configuration.replication)
+        #expect(!replication.enabled)
+        #expect(replication.brokers.count == 3)
+        #expect(replication.diskBudgetBytes == 6 << 30)
+        #expect(replication.overflow == .block)
     }
 }

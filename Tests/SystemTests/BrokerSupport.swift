@@ -62,8 +62,13 @@ final class BrokerProcess: @unchecked Sendable {
     /// SIGTERM and wait; returns the exit status.
     @discardableResult
     func stop() -> Int32 {
-        if process.isRunning { kill(pid, SIGTERM) }
-        process.waitUntilExit()
+        guard process.isRunning else { return process.terminationStatus }
+        kill(pid, SIGTERM)
+        // A shutdown that hangs is a failure to report, not a reason for the suite to hang.
+        guard waitUntil(seconds: 30, interval: 0.01, { !process.isRunning }) else {
+            kill9()
+            return -SIGKILL
+        }
         return process.terminationStatus
     }
 

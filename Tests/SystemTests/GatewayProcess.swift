@@ -71,7 +71,11 @@ final class GatewayProcess: @unchecked Sendable {
     func stop() -> Int32 {
         guard process.isRunning else { return process.terminationStatus }
         kill(pid, SIGTERM)
-        process.waitUntilExit()
+        // A shutdown that hangs is a failure to report, not a reason for the suite to hang.
+        guard waitUntil(seconds: 30, interval: 0.01, { !process.isRunning }) else {
+            kill9()
+            return -SIGKILL
+        }
         return process.terminationStatus
     }
 
@@ -103,6 +107,13 @@ final class GatewayProcess: @unchecked Sendable {
             if parts.count >= 2, parts[0] == sample { return Double(parts[1]) }
         }
         return nil
+    }
+
+    /// Points committed to the local log, over every listener.
+    var committedPoints: Double {
+        ["mqtt", "tcp", "udp", "http"].reduce(0) { total, listener in
+            total + ((try? metric("outpost_gateway_points_committed_total{listener=\"\(listener)\"}")) ?? 0)
+        }
     }
 
     deinit {

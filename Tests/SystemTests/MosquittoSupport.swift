@@ -138,11 +138,11 @@ func canConnect(port: Int) -> Bool {
 
 /// Polls until `condition` holds or `seconds` pass: a bound on waiting for other processes.
 @discardableResult
-func waitUntil(seconds: Double, _ condition: () -> Bool) -> Bool {
+func waitUntil(seconds: Double, interval: Double = 0.02, _ condition: () -> Bool) -> Bool {
     let deadline = Date().addingTimeInterval(seconds)
     while Date() < deadline {
         if condition() { return true }
-        usleep(20_000)
+        usleep(useconds_t(interval * 1_000_000))
     }
     return condition()
 }
