@@ -3,11 +3,13 @@ import Synchronization
 
 /// The gateway's InfluxDB-compatible write endpoint (`/api/v2/write`, `/write`): points batched into
 /// line-protocol request bodies, sent by `connections` worker threads over keep-alive HTTP/1.1, one
-/// request in flight per connection. 204 acknowledges every point of the request; any other answer
+/// request in flight per connection. A device always uses the same connection (devices are sharded by
+/// index), so its points arrive in the order it sent them: requests on different connections race each
+/// other at the gateway, requests on one connection do not. 204 acknowledges every point of the request; any other answer
 /// means none was stored (the endpoint is all or nothing), so those points are sent but unacknowledged
 /// (resent with `--retry` when the answer was 429 or 5xx, or the connection failed).
 ///
-/// Batches wait in a queue of `2 × connections`; when it is full the runner waits (it falls behind
+/// Batches wait in a queue of 2 per connection; when one is full the runner waits (it falls behind
 /// schedule, which it reports) rather than buffering without bound.
 final class HTTPTransport: Transport, @unchecked Sendable {
     // @unchecked: the runner-side members are used on the runner thread only; the queue and counters are
@@ -28,11 +30,12 @@ final class HTTPTransport: Transport, @unchecked Sendable {
     let batchBytes = 1 << 20
     let queueLimit: Int
     private let condition = NSCondition()
-    private var queue: [Batch] = []
+    /// Per connection: the batches waiting for it, and the one being filled.
+    private var queues: [[Batch]]
     private var closing = false
     private var workersRunning = 0
-    private var current = Batch()
-    private var firstBuffered: UInt64 = 0
+    private var currents: [Batch]
+    private var firstBuffered: [UInt64]
     let requests = Atomic<Int>(0)
     let acknowledged = Atomic<Int>(0)
     let rejected = Atomic<Int>(0)
@@ -57,10 +60,14 @@ final class HTTPTransport: Transport, @unchecked Sendable {
         self.path = path
         self.address = address
         self.batchPoints = batchPoints
-        queueLimit = 2 * connections
+        queueLimit = 2
+        let connections = max(1, connections)
+        queues = Array(repeating: [], count: connections)
+        currents = Array(repeating: Batch(), count: connections)
+        firstBuffered = Array(repeating: 0, count: connections)
         for index in 0..<connections {
             workersRunning += 1
-            let thread = Thread { [self] in work() }
+            let thread = Thread { [self] in work(shard: index) }
             thread.name = "outpost-sim-http-\(index)"
             thread.start()
         }
@@ -68,11 +75,15 @@ final class HTTPTransport: Transport, @unchecked Sendable {
 
     // MARK: Runner thread
 
+    private func shard(fleet: Int, device: Int) -> Int { (fleet &* 7_919 &+ device) % queues.count }
+
     func send(_ point: OutgoingPoint, values: [Double]) {
-        if current.entries.isEmpty { firstBuffered = monotonicNow() }
-        context.encoders[point.fleet].append(device: point.device, seq: point.seq, timestampNanoseconds: point.timestampNanoseconds, values: values, to: &current.body)
-        current.entries.append(DeliveryLedger.Entry(fleet: point.fleet, device: point.device, seq: point.seq))
-        if current.entries.count >= batchPoints || current.body.count >= batchBytes { enqueueCurrent() }
+        let shard = shard(fleet: point.fleet, device: point.device)
+        if currents[shard].entries.isEmpty { firstBuffered[shard] = monotonicNow() }
+        context.encoders[point.fleet].append(
+            device: point.device, seq: point.seq, timestampNanoseconds: point.timestampNanoseconds, values: values, to: &currents[shard].body)
+        currents[shard].entries.append(DeliveryLedger.Entry(fleet: point.fleet, device: point.device, seq: point.seq))
+        if currents[shard].entries.count >= batchPoints || currents[shard].body.count >= batchBytes { enqueueCurrent(shard) }
     }
 
     /// A malformed line travels alone: the endpoint rejects a whole request for one bad line.
@@ -80,20 +91,20 @@ final class HTTPTransport: Transport, @unchecked Sendable {
         var batch = Batch(malformed: true)
         context.encoders[fleet].appendMalformed(device: device, variant: variant, to: &batch.body)
         context.ledger.countMalformed(fleet: fleet, device: device)
-        enqueue(batch)
+        enqueue(batch, shard: shard(fleet: fleet, device: device))
     }
 
-    private func enqueueCurrent() {
-        guard !current.entries.isEmpty else { return }
-        let batch = current
-        current = Batch()
-        current.body.reserveCapacity(batch.body.count)
-        enqueue(batch)
+    private func enqueueCurrent(_ shard: Int) {
+        guard !currents[shard].entries.isEmpty else { return }
+        let batch = currents[shard]
+        currents[shard] = Batch()
+        currents[shard].body.reserveCapacity(batch.body.count)
+        enqueue(batch, shard: shard)
     }
 
-    private func enqueue(_ batch: Batch) {
+    private func enqueue(_ batch: Batch, shard: Int) {
         condition.lock()
-        while queue.count >= queueLimit {
+        while queues[shard].count >= queueLimit {
             condition.unlock()
             let keepGoing = context.keepAlive()
             condition.lock()
@@ -102,19 +113,21 @@ final class HTTPTransport: Transport, @unchecked Sendable {
                 context.ledger.record(.failed, batch.entries)
                 return
             }
-            if queue.count >= queueLimit { _ = condition.wait(until: Date(timeIntervalSinceNow: 0.1)) }
+            if queues[shard].count >= queueLimit { _ = condition.wait(until: Date(timeIntervalSinceNow: 0.1)) }
         }
-        queue.append(batch)
+        queues[shard].append(batch)
         condition.broadcast()
         condition.unlock()
     }
 
     func service(now: UInt64) {
-        if !current.entries.isEmpty && now &- firstBuffered >= 50_000_000 { enqueueCurrent() }
+        for shard in currents.indices where !currents[shard].entries.isEmpty && now &- firstBuffered[shard] >= 50_000_000 {
+            enqueueCurrent(shard)
+        }
     }
 
     func finish(deadline: UInt64) {
-        enqueueCurrent()
+        for shard in currents.indices { enqueueCurrent(shard) }
         condition.lock()
         closing = true
         condition.broadcast()
@@ -123,8 +136,8 @@ final class HTTPTransport: Transport, @unchecked Sendable {
             _ = condition.wait(until: Date(timeIntervalSinceNow: 0.1))
         }
         // Anything still queued past the deadline was never sent.
-        let left = queue
-        queue.removeAll()
+        let left = queues.flatMap { $0 }
+        for shard in queues.indices { queues[shard].removeAll() }
         condition.unlock()
         for batch in left { context.ledger.record(.failed, batch.entries) }
     }
@@ -138,19 +151,19 @@ final class HTTPTransport: Transport, @unchecked Sendable {
 
     // MARK: Workers
 
-    private func take() -> Batch? {
+    private func take(shard: Int) -> Batch? {
         condition.lock()
         defer { condition.unlock() }
-        while queue.isEmpty {
+        while queues[shard].isEmpty {
             if closing { return nil }
             _ = condition.wait(until: Date(timeIntervalSinceNow: 0.1))
         }
-        let batch = queue.removeFirst()
+        let batch = queues[shard].removeFirst()
         condition.broadcast()
         return batch
     }
 
-    private func work() {
+    private func work(shard: Int) {
         var connection: Int32 = -1
         var backoff = SenderBackoff()
         defer {
@@ -160,7 +173,7 @@ final class HTTPTransport: Transport, @unchecked Sendable {
             condition.broadcast()
             condition.unlock()
         }
-        while let batch = take() {
+        while let batch = take(shard: shard) {
             var attempt = 0
             while true {
                 attempt += 1

@@ -1,3 +1,4 @@
+import Foundation
 import OutpostCore
 import OutpostLog
 
@@ -8,18 +9,29 @@ public struct TopicRecord: Sendable, Hashable {
     public var key: [UInt8]?
     public var value: [UInt8]?
     public var timestampMilliseconds: Int64
+    public var headers: [RecordHeader]
 
-    public init(partition: Int, offset: Int64, key: [UInt8]?, value: [UInt8]?, timestampMilliseconds: Int64) {
+    public init(partition: Int, offset: Int64, key: [UInt8]?, value: [UInt8]?, timestampMilliseconds: Int64, headers: [RecordHeader] = []) {
         self.partition = partition
         self.offset = offset
         self.key = key
         self.value = value
         self.timestampMilliseconds = timestampMilliseconds
+        self.headers = headers
     }
+
+    public init(partition: Int, _ record: Record) {
+        self.init(
+            partition: partition, offset: record.offset, key: record.key, value: record.value,
+            timestampMilliseconds: record.timestampMilliseconds, headers: record.headers)
+    }
+
+    /// A gateway's declaration of data it dropped (header `outpost-gap`): not a reading.
+    var isGapMarker: Bool { headers.contains { $0.key == "outpost-gap" } }
 }
 
-/// Where `outpost verify` reads a topic from: a log directory today (`LogTopicSource`), a
-/// Kafka-protocol broker later. A source hands over records partition by partition, each partition in
+/// Where `outpost verify` reads a topic from: a log directory (`LogTopicSource`) or a Kafka-protocol
+/// broker (`KafkaTopicSource`). A source hands over records partition by partition, each partition in
 /// offset order (per-device order is only defined within a partition), a batch at a time, so memory
 /// stays bounded whatever the topic's size.
 public protocol TopicSource: Sendable {
@@ -56,9 +68,7 @@ public final class LogTopicSource: TopicSource, @unchecked Sendable {
                 try LogInspector.dump(path: partition.directory, decodeRecords: true) { batch in
                     if let error = batch.decodeError { problems.append("\(batch.path) at byte \(batch.position): \(error)") }
                     guard let records = batch.records else { return }
-                    visit(records.map {
-                        TopicRecord(partition: partition.partition, offset: $0.offset, key: $0.key, value: $0.value, timestampMilliseconds: $0.timestampMilliseconds)
-                    })
+                    visit(records.map { TopicRecord(partition: partition.partition, $0) })
                 } onProblem: { problem in
                     problems.append(problem.description)
                 }
@@ -92,6 +102,11 @@ public struct SequenceChecker: Sendable {
     public private(set) var recordsOfUnknownDevices: Int64 = 0
     public private(set) var recordsOfOtherRuns: Int64 = 0
     public private(set) var unreadableRecords: Int64 = 0
+    public private(set) var gapMarkers: Int64 = 0
+    /// Records the gateways declared dropped (the sum of the markers' `records`).
+    public private(set) var declaredDroppedRecords: Int64 = 0
+    /// Per device, the `seq` ranges gap markers declared dropped.
+    var declaredDrops: [String: SequenceRanges] = [:]
     let parser = LineProtocolParser()
 
     /// - Parameter runTag: when set, only records whose `run` tag has this value count (others are
@@ -107,6 +122,10 @@ public struct SequenceChecker: Sendable {
 
     public mutating func observe(_ record: TopicRecord) {
         recordsRead += 1
+        if record.isGapMarker {
+            observeGapMarker(record)
+            return
+        }
         guard let value = record.value else {
             unreadableRecords += 1
             return
@@ -145,6 +164,25 @@ public struct SequenceChecker: Sendable {
         for record in records { observe(record) }
     }
 
+    /// A gap marker's JSON value: `{"records":N,"devices":{"gh-1":[first,last],…},…}` (see the gateway's
+    /// GapMarker). A marker that cannot be read is counted as unreadable: its drop stays undeclared.
+    mutating func observeGapMarker(_ record: TopicRecord) {
+        guard let value = record.value,
+            let object = try? JSONSerialization.jsonObject(with: Data(value)) as? [String: Any]
+        else {
+            unreadableRecords += 1
+            return
+        }
+        gapMarkers += 1
+        declaredDroppedRecords += (object["records"] as? NSNumber)?.int64Value ?? 0
+        for (device, range) in object["devices"] as? [String: Any] ?? [:] {
+            guard let bounds = range as? [Any], bounds.count == 2,
+                let first = (bounds[0] as? NSNumber)?.int64Value, let last = (bounds[1] as? NSNumber)?.int64Value, first <= last
+            else { continue }
+            declaredDrops[device, default: SequenceRanges()].insert(first...last)
+        }
+    }
+
     public func report() -> VerificationReport {
         var report = VerificationReport()
         report.recordsRead = recordsRead
@@ -152,14 +190,20 @@ public struct SequenceChecker: Sendable {
         report.recordsOfUnknownDevices = recordsOfUnknownDevices
         report.recordsOfOtherRuns = recordsOfOtherRuns
         report.unreadableRecords = unreadableRecords
+        report.gapMarkers = gapMarkers
+        report.declaredDroppedRecords = declaredDroppedRecords
         for (id, state) in devices.sorted(by: { $0.key < $1.key }) {
             let present = state.presentRanges()
+            let declared = declaredDrops[id] ?? SequenceRanges()
             var device = VerificationReport.Device(device: id, fleet: state.manifest.fleet)
             device.acknowledged = state.manifest.acked.count
             device.sent = state.manifest.sent.count
             device.present = state.seenCount
-            device.missingAcknowledged = state.manifest.acked.subtracting(present)
-            device.missingUnacknowledged = state.manifest.sent.subtracting(state.manifest.acked).subtracting(present)
+            // A declared drop is reported, not counted as lost: the gateway said what it dropped and why.
+            let missing = state.manifest.sent.subtracting(present)
+            device.declaredDropped = missing.subtracting(missing.subtracting(declared))
+            device.missingAcknowledged = state.manifest.acked.subtracting(present).subtracting(declared)
+            device.missingUnacknowledged = state.manifest.sent.subtracting(state.manifest.acked).subtracting(present).subtracting(declared)
             device.duplicated = state.duplicates
             device.duplicateRecords = state.duplicateCount
             device.outOfOrder = state.outOfOrder
@@ -227,6 +271,8 @@ public struct VerificationReport: Sendable {
         public var deliveredDespiteFailure: Int64 = 0
         /// Points the simulator sent late or out of order on purpose (from the manifest).
         public var deliberatelyReordered: Int64 = 0
+        /// Missing sequence numbers a gateway's gap marker declared dropped (disk budget, drop-oldest).
+        public var declaredDropped = SequenceRanges()
 
         var hasProblem: Bool {
             !missingAcknowledged.isEmpty || !missingUnacknowledged.isEmpty || !duplicated.isEmpty || outOfOrder > 0 || !unexpected.isEmpty
@@ -239,6 +285,8 @@ public struct VerificationReport: Sendable {
     public var recordsOfUnknownDevices: Int64 = 0
     public var recordsOfOtherRuns: Int64 = 0
     public var unreadableRecords: Int64 = 0
+    public var gapMarkers: Int64 = 0
+    public var declaredDroppedRecords: Int64 = 0
     public var sourceProblems: [String] = []
 
     public var missingAcknowledged: Int64 { devices.reduce(0) { $0 + $1.missingAcknowledged.count } }
@@ -246,6 +294,10 @@ public struct VerificationReport: Sendable {
     public var duplicated: Int64 { devices.reduce(0) { $0 + $1.duplicated.count } }
     public var outOfOrder: Int64 { devices.reduce(0) { $0 + $1.outOfOrder } }
     public var unexpected: Int64 { devices.reduce(0) { $0 + $1.unexpected.count } }
+    public var declaredDropped: Int64 { devices.reduce(0) { $0 + $1.declaredDropped.count } }
+    public var deliberatelyReordered: Int64 { devices.reduce(0) { $0 + $1.deliberatelyReordered } }
+    /// Out-of-order arrivals beyond what the simulator sent late or reordered on purpose, per device.
+    public var unexplainedOutOfOrder: Int64 { devices.reduce(0) { $0 + max(0, $1.outOfOrder - $1.deliberatelyReordered) } }
     public var present: Int64 { devices.reduce(0) { $0 + $1.present } }
     public var sent: Int64 { devices.reduce(0) { $0 + $1.sent } }
     public var acknowledged: Int64 { devices.reduce(0) { $0 + $1.acknowledged } }
@@ -270,6 +322,9 @@ public struct VerificationReport: Sendable {
         if troubled.count > deviceLinesMax { lines.append("… and \(troubled.count - deviceLinesMax) more devices with problems") }
         for problem in sourceProblems.prefix(10) { lines.append("source problem: \(problem)") }
         lines.append("devices \(devices.count), records read \(recordsRead) (without seq \(recordsWithoutSeq), unknown devices \(recordsOfUnknownDevices), other runs \(recordsOfOtherRuns), unreadable \(unreadableRecords))")
+        if gapMarkers > 0 {
+            lines.append("gap markers \(gapMarkers): \(declaredDroppedRecords) records declared dropped by gateways, \(declaredDropped) of the manifest's sequence numbers among them")
+        }
         lines.append("sent \(sent), acknowledged \(acknowledged), present \(present); missing acknowledged \(missingAcknowledged), missing unacknowledged \(missingUnacknowledged), duplicated \(duplicated), out of order \(outOfOrder), not in manifest \(unexpected)")
         lines.append(passed(requireAllSent: requireAllSent) ? "PASS" : "FAIL")
         return lines.joined(separator: "\n")
@@ -285,6 +340,8 @@ public struct VerificationReport: Sendable {
             + "\"records_of_unknown_devices\":\(recordsOfUnknownDevices),\"records_of_other_runs\":\(recordsOfOtherRuns),\"unreadable_records\":\(unreadableRecords),"
             + "\"sent\":\(sent),\"acknowledged\":\(acknowledged),\"present\":\(present),\"missing_acknowledged\":\(missingAcknowledged),\"missing_unacknowledged\":\(missingUnacknowledged),"
             + "\"duplicated\":\(duplicated),\"out_of_order\":\(outOfOrder),\"not_in_manifest\":\(unexpected),"
+            + "\"deliberately_reordered\":\(deliberatelyReordered),\"unexplained_out_of_order\":\(unexplainedOutOfOrder),"
+            + "\"gap_markers\":\(gapMarkers),\"declared_dropped_records\":\(declaredDroppedRecords),\"declared_dropped\":\(declaredDropped),"
             + "\"source_problems\":[\(sourceProblems.map(PayloadEncoder.jsonString).joined(separator: ","))],\"problem_devices\":[\(deviceEntries.joined(separator: ","))]}"
     }
 
@@ -301,6 +358,7 @@ public enum Verifier {
         try await source.readRecords { records in checker.observe(records) }
         var report = checker.report()
         if let log = source as? LogTopicSource { report.sourceProblems = log.problems }
+        if let broker = source as? KafkaTopicSource { report.sourceProblems = broker.problems }
         return report
     }
 }

@@ -107,3 +107,59 @@ struct VerifierTests {
         #expect(report.recordsWithoutSeq == 1 && report.recordsOfUnknownDevices == 1)
     }
 }
+
+/// Gap markers (a gateway's declared drops) against the sequence checker, without a log.
+struct GapMarkerVerificationTests {
+    func manifest() -> Manifest {
+        var device = Manifest.Device(device: "gh-1", fleet: "test")
+        for seq in Int64(0)..<10 {
+            device.sent.insert(seq)
+            device.acked.insert(seq)
+        }
+        return Manifest(run: "t", seed: 1, startedAtNanoseconds: 0, endedAtNanoseconds: 0,
+                        fleets: [Manifest.FleetInfo(name: "test", transport: "tcp", payload: "line", qos: 0, acknowledged: true)],
+                        devices: [device])
+    }
+
+    func reading(_ seq: Int64, offset: Int64) -> TopicRecord {
+        TopicRecord(partition: 0, offset: offset, key: Array("gh-1".utf8), value: Array("m,device=gh-1 v=1,seq=\(seq)i \(seq)".utf8), timestampMilliseconds: 0)
+    }
+
+    func marker(_ json: String, offset: Int64) -> TopicRecord {
+        TopicRecord(partition: 0, offset: offset, key: Array("_outpost_gap".utf8), value: Array(json.utf8), timestampMilliseconds: 0,
+                    headers: [RecordHeader(key: "outpost-gap", value: Array("1".utf8))])
+    }
+
+    @Test func aDeclaredDropIsReportedButNotCountedAsMissing() {
+        var checker = SequenceChecker(manifest: manifest())
+        checker.observe(marker(#"{"gateway":"edge-1","partition":0,"offsets":[0,3],"bytes":400,"records":4,"reason":"disk budget","devices":{"gh-1":[0,3]}}"#, offset: 10))
+        for seq in Int64(4)..<10 { checker.observe(reading(seq, offset: 10 + seq)) }
+        let report = checker.report()
+        #expect(report.passed(requireAllSent: true))
+        #expect(report.missingAcknowledged == 0)
+        #expect(report.declaredDropped == 4)
+        #expect(report.declaredDroppedRecords == 4)
+        #expect(report.gapMarkers == 1)
+        #expect(report.recordsWithoutSeq == 0, "a marker is not a reading without seq")
+        #expect(report.text().contains("gap markers 1"))
+    }
+
+    @Test func aLossOutsideTheDeclaredRangeStillFails() {
+        var checker = SequenceChecker(manifest: manifest())
+        checker.observe(marker(#"{"records":2,"devices":{"gh-1":[0,1]}}"#, offset: 0))
+        for seq in Int64(2)..<10 where seq != 6 { checker.observe(reading(seq, offset: seq)) }
+        let report = checker.report()
+        #expect(!report.passed())
+        #expect(report.missingAcknowledged == 1)
+        #expect(report.declaredDropped == 2)
+    }
+
+    @Test func anUnreadableMarkerDeclaresNothing() {
+        var checker = SequenceChecker(manifest: manifest())
+        checker.observe(marker("not json", offset: 0))
+        for seq in Int64(1)..<10 { checker.observe(reading(seq, offset: seq)) }
+        let report = checker.report()
+        #expect(report.unreadableRecords == 1)
+        #expect(report.missingAcknowledged == 1)
+    }
+}
