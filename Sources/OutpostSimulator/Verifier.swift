@@ -107,6 +107,7 @@ public struct SequenceChecker: Sendable {
     public private(set) var declaredDroppedRecords: Int64 = 0
     /// Per device, the `seq` ranges gap markers declared dropped.
     var declaredDrops: [String: SequenceRanges] = [:]
+    var seenGapMarkers: Set<String> = []
     let parser = LineProtocolParser()
 
     /// - Parameter runTag: when set, only records whose `run` tag has this value count (others are
@@ -173,6 +174,12 @@ public struct SequenceChecker: Sendable {
             unreadableRecords += 1
             return
         }
+        // A marker can arrive more than once (the gateway carries a marker forward when the segment holding
+        // it is dropped in turn, and it may have been sent already): one declaration per gateway,
+        // partition and offset range.
+        let offsets = (object["offsets"] as? [Any])?.compactMap { ($0 as? NSNumber)?.int64Value } ?? []
+        let identity = "\(object["gateway"] as? String ?? "")/\((object["partition"] as? NSNumber)?.intValue ?? -1)/\(offsets)"
+        guard seenGapMarkers.insert(identity).inserted else { return }
         gapMarkers += 1
         declaredDroppedRecords += (object["records"] as? NSNumber)?.int64Value ?? 0
         for (device, range) in object["devices"] as? [String: Any] ?? [:] {

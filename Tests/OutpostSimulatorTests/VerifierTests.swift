@@ -144,6 +144,16 @@ struct GapMarkerVerificationTests {
         #expect(report.text().contains("gap markers 1"))
     }
 
+    @Test func aMarkerDeliveredTwiceDeclaresItsRecordsOnce() {
+        var checker = SequenceChecker(manifest: manifest())
+        let value = #"{"gateway":"edge-1","partition":0,"offsets":[0,3],"records":4,"devices":{"gh-1":[0,3]}}"#
+        checker.observe(marker(value, offset: 10))
+        checker.observe(marker(value, offset: 20))
+        let report = checker.report()
+        #expect(report.gapMarkers == 1)
+        #expect(report.declaredDroppedRecords == 4)
+    }
+
     @Test func aLossOutsideTheDeclaredRangeStillFails() {
         var checker = SequenceChecker(manifest: manifest())
         checker.observe(marker(#"{"records":2,"devices":{"gh-1":[0,1]}}"#, offset: 0))

@@ -45,9 +45,12 @@ import Testing
             tickets.append(try await producer.send(try Self.batch(values, key: "device-\(partition)"), to: KafkaTopicPartition(topic: "t", partition: partition)))
             sent[partition, default: []] += values
             if index == total / 3 {
-                // Some acknowledged, up to 5 per partition in flight: kill -9 mid-stream, and bring the
-                // broker back on the same port a little later.
+                // Some acknowledged first.
                 _ = try await tickets[index - 10].result()
+            }
+            if index == total / 3 + 3 {
+                // The three batches sent since are in flight (nothing awaited them): kill -9 mid-stream,
+                // and bring the broker back on the same port a little later.
                 killed.kill9()
                 restarted = Task {
                     try await Task.sleep(for: .milliseconds(700))
