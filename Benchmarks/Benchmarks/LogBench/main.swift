@@ -2,6 +2,9 @@
 //
 //   swift run -c release --package-path Benchmarks outpost-log-bench [--dir DIR] [--seconds S] [--runs N]
 //
+// The scratch directories are created inside DIR (default /tmp) and removed at the end; DIR itself and
+// anything else in it are never touched.
+//
 // Reference: a bare loop that writes the same batch bytes to a file and fdatasyncs after each write.
 // Scenarios: fsync always / interval(5ms) / never, with 1 and 8 concurrent appenders; append→durable
 // latency percentiles under `always`; recovery (open) time of a 1 GiB log. Each figure is the median of
@@ -16,7 +19,7 @@ import Glibc
 #endif
 
 struct Options {
-    var directory = "/tmp/outpost-log-bench"
+    var directory = "/tmp/outpost-log-bench-\(getpid())"
     var seconds = 3.0
     var runs = 3
     var recoveryBytes = 1 << 30
@@ -25,7 +28,8 @@ struct Options {
         var iterator = arguments.dropFirst().makeIterator()
         while let argument = iterator.next() {
             switch argument {
-            case "--dir": directory = iterator.next() ?? directory
+            // Our own subdirectory of DIR: the benchmark deletes its scratch directory when done.
+            case "--dir": directory = (iterator.next() ?? "/tmp") + "/outpost-log-bench-\(getpid())"
             case "--seconds": seconds = Double(iterator.next() ?? "") ?? seconds
             case "--runs": runs = Int(iterator.next() ?? "") ?? runs
             case "--recovery-mib": recoveryBytes = (Int(iterator.next() ?? "") ?? 1024) << 20
