@@ -26,8 +26,8 @@ public struct TopicRecord: Sendable, Hashable {
             timestampMilliseconds: record.timestampMilliseconds, headers: record.headers)
     }
 
-    /// A gateway's declaration of data it dropped (header `outpost-gap`): not a reading.
-    var isGapMarker: Bool { headers.contains { $0.key == "outpost-gap" } }
+    /// A gateway's declaration of data it dropped (see `GapMarker`): not a reading.
+    var isGapMarker: Bool { headers.contains { $0.key == GapMarker.headerKey } }
 }
 
 /// Where `outpost verify` reads a topic from: a log directory (`LogTopicSource`) or a Kafka-protocol

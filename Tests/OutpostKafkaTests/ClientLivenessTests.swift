@@ -32,8 +32,6 @@ import Testing
     @Test func aRequestSentAfterTheConnectionWasTornDownFailsInsteadOfWaitingForever() async throws {
         let channel = EmbeddedChannel()
         try channel.pipeline.syncOperations.addHandler(KafkaClientChannelHandler(address: address, inFlightMax: 8, queuedMax: 8))
-        let connection = KafkaConnection(
-            address: address, channel: channel, versions: ApiVersionTable(brokerRanges: []), configuration: KafkaConnectionConfiguration())
         // The broker went away: the channel closes and NIO removes its handlers, so the client handler —
         // which fails everything it holds on close and times out what it wrote — never sees later writes.
         try await channel.close()
