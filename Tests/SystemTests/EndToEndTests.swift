@@ -74,7 +74,7 @@ import Testing
         try FileManager.default.createDirectory(atPath: sink, withIntermediateDirectories: true)
         // A TCP fleet into a plain line collector, then the lines produced with kcat into two topics.
         let manifest = directory + "/run.jsonl"
-        let server = try LineCollector().start()
+        let server = try LineSink(kind: .tcp)
         let simulate = try runProcess(outpost, [
             "simulate", "\(devices)/factory.yaml", "--tcp", "127.0.0.1:\(server.port)", "--points", "400", "--rate", "4000",
             "--manifest", manifest, "--json", "--quiet",
@@ -95,58 +95,5 @@ import Testing
         #expect(damaged.stdoutText.contains("missing unacknowledged 1"))
         let nobody = try runProcess(outpost, ["verify", "--manifest", manifest, "--bootstrap", "127.0.0.1:\(try freeLoopbackPort())", "--topic", "complete"])
         #expect(nobody.status == 2, "an unreachable broker is an input error, not a verdict")
-    }
-}
-
-/// A TCP server that keeps every line it receives (one connection at a time is enough for one fleet).
-final class LineCollector: @unchecked Sendable {
-    let port: Int
-    private let socket: Int32
-    private let lock = NSLock()
-    private var received: [String] = []
-    private var partial = ""
-
-    init() throws {
-        let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        self.socket = socket
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(socket, $0, length) == 0 && listen(socket, 16) == 0 && getsockname(socket, $0, &length) == 0 }
-        }
-        guard bound else { throw GatewayProcessError(message: "line collector could not listen") }
-        port = Int(UInt16(bigEndian: address.sin_port))
-    }
-
-    func start() -> LineCollector {
-        Thread { [self] in accept() }.start()
-        return self
-    }
-
-    deinit { close(socket) }
-
-    var lines: [String] { lock.withLock { received } }
-
-    private func accept() {
-        while true {
-            let connection = Glibc.accept(socket, nil, nil)
-            guard connection >= 0 else { return }
-            var buffer = [UInt8](repeating: 0, count: 65536)
-            while true {
-                let count = recv(connection, &buffer, buffer.count, 0)
-                guard count > 0 else { break }
-                lock.withLock {
-                    partial += String(decoding: buffer[..<count], as: UTF8.self)
-                    while let newline = partial.firstIndex(of: "\n") {
-                        let line = String(partial[..<newline])
-                        if !line.isEmpty { received.append(line) }
-                        partial = String(partial[partial.index(after: newline)...])
-                    }
-                }
-            }
-            close(connection)
-        }
     }
 }
