@@ -52,6 +52,37 @@ public enum GapMarker {
         return try builder.build(compression: .none)
     }
 
+    /// Reads a marker's value back. Fields a marker lacks take empty defaults (an older or foreign writer
+    /// may leave some out); nil when the value is not a JSON object.
+    public static func description(from value: [UInt8]) -> Description? {
+        guard let json = try? JSONParser().parse(value), case .object = json else { return nil }
+        func integer(_ value: JSONValue?) -> Int64? {
+            if case .number(let number)? = value { return number.int64 }
+            return nil
+        }
+        var offsets = Offset(0)..<Offset(0)
+        if case .array(let bounds)? = json["offsets"], bounds.count == 2, let first = integer(bounds[0]), let last = integer(bounds[1]), first <= last {
+            offsets = Offset(first)..<Offset(last + 1)
+        }
+        var devices: [String: ClosedRange<Int64>] = [:]
+        if case .object(let members)? = json["devices"] {
+            for member in members {
+                guard case .array(let bounds) = member.value, bounds.count == 2,
+                    let first = integer(bounds[0]), let last = integer(bounds[1]), first <= last
+                else { continue }
+                devices[member.key] = first...last
+            }
+        }
+        var gatewayId = ""
+        if case .string(let text)? = json["gateway"] { gatewayId = text }
+        var reason = ""
+        if case .string(let text)? = json["reason"] { reason = text }
+        return Description(
+            gatewayId: gatewayId, partition: integer(json["partition"]).map { Int($0) } ?? -1, offsets: offsets,
+            bytes: integer(json["bytes"]).map { Int($0) } ?? 0, records: integer(json["records"]).map { Int($0) } ?? 0,
+            reason: reason, devices: devices)
+    }
+
     /// Whether a record is a gap marker.
     public static func isMarker(_ record: Record) -> Bool {
         record.headers.contains { $0.key == headerKey }

@@ -1,4 +1,3 @@
-import Foundation
 import OutpostCore
 import OutpostLog
 
@@ -165,29 +164,19 @@ public struct SequenceChecker: Sendable {
         for record in records { observe(record) }
     }
 
-    /// A gap marker's JSON value: `{"records":N,"devices":{"gh-1":[first,last],…},…}` (see the gateway's
-    /// GapMarker). A marker that cannot be read is counted as unreadable: its drop stays undeclared.
+    /// A gap marker (see `GapMarker`). One that cannot be read is counted as unreadable: its drop stays
+    /// undeclared. A marker can arrive more than once (the gateway carries a marker forward when the
+    /// segment holding it is dropped in turn, and it may have been sent already): one declaration per
+    /// gateway, partition and offset range.
     mutating func observeGapMarker(_ record: TopicRecord) {
-        guard let value = record.value,
-            let object = try? JSONSerialization.jsonObject(with: Data(value)) as? [String: Any]
-        else {
+        guard let value = record.value, let gap = GapMarker.description(from: value) else {
             unreadableRecords += 1
             return
         }
-        // A marker can arrive more than once (the gateway carries a marker forward when the segment holding
-        // it is dropped in turn, and it may have been sent already): one declaration per gateway,
-        // partition and offset range.
-        let offsets = (object["offsets"] as? [Any])?.compactMap { ($0 as? NSNumber)?.int64Value } ?? []
-        let identity = "\(object["gateway"] as? String ?? "")/\((object["partition"] as? NSNumber)?.intValue ?? -1)/\(offsets)"
-        guard seenGapMarkers.insert(identity).inserted else { return }
+        guard seenGapMarkers.insert("\(gap.gatewayId)/\(gap.partition)/\(gap.offsets)").inserted else { return }
         gapMarkers += 1
-        declaredDroppedRecords += (object["records"] as? NSNumber)?.int64Value ?? 0
-        for (device, range) in object["devices"] as? [String: Any] ?? [:] {
-            guard let bounds = range as? [Any], bounds.count == 2,
-                let first = (bounds[0] as? NSNumber)?.int64Value, let last = (bounds[1] as? NSNumber)?.int64Value, first <= last
-            else { continue }
-            declaredDrops[device, default: SequenceRanges()].insert(first...last)
-        }
+        declaredDroppedRecords += Int64(gap.records)
+        for (device, range) in gap.devices { declaredDrops[device, default: SequenceRanges()].insert(range) }
     }
 
     public func report() -> VerificationReport {

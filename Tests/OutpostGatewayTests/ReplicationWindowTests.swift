@@ -164,5 +164,10 @@ import Testing
         #expect(json["offsets"] as? [Int] == [100, 249])
         #expect(json["records"] as? Int == 150)
         #expect((json["devices"] as? [String: [Int]])?["gh-2"] == [5, 84])
+        // And the reader in OutpostCore gets back what was written.
+        let read = try #require(GapMarker.description(from: record.value ?? []))
+        #expect(read.gatewayId == gap.gatewayId && read.partition == 2 && read.offsets == gap.offsets)
+        #expect(read.records == 150 && read.bytes == 4096 && read.reason == "disk budget" && read.devices == gap.devices)
+        #expect(GapMarker.description(from: Array("[1,2]".utf8)) == nil)
     }
 }
