@@ -38,6 +38,7 @@ import Testing
         var tickets: [KafkaProduceTicket] = []
         var sent: [Int32: [String]] = [:]
         var restarted: Task<BrokerProcess, any Error>?
+        var requestsBeforeStop = 0
         for index in 0..<total {
             let partition = Int32(index % 3)
             let values = (0..<4).map { "\(index)-\($0)" }
@@ -45,12 +46,19 @@ import Testing
             tickets.append(try await producer.send(try Self.batch(values, key: "device-\(partition)"), to: KafkaTopicPartition(topic: "t", partition: partition)))
             sent[partition, default: []] += values
             if index == total / 3 {
-                // Some acknowledged first.
+                // Some acknowledged first; then the broker stops answering (SIGSTOP: its socket still
+                // takes bytes), so what is sent next is written and stays unacknowledged.
                 _ = try await tickets[index - 10].result()
+                kill(killed.pid, SIGSTOP)
+                requestsBeforeStop = await producer.statistics.requestsSent
             }
             if index == total / 3 + 3 {
-                // The three batches sent since are in flight (nothing awaited them): kill -9 mid-stream,
-                // and bring the broker back on the same port a little later.
+                // The three batches sent since are surely in flight once written: kill -9 mid-stream, and
+                // bring the broker back on the same port a little later.
+                let deadline = ContinuousClock.now.advanced(by: .seconds(20))
+                while await producer.statistics.requestsSent < requestsBeforeStop + 3, ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(10))
+                }
                 killed.kill9()
                 restarted = Task {
                     try await Task.sleep(for: .milliseconds(700))
