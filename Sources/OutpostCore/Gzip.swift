@@ -3,11 +3,15 @@ import CZlib
 /// gzip (RFC 1952) through the system zlib: Kafka's compression codec 1.
 ///
 /// A compressor or decompressor owns a zlib stream and reuses it across batches (`deflateReset` instead
-/// of a fresh 256 KiB allocation per batch). Each instance belongs to one thread or actor at a time,
-/// hence not `Sendable`; make one per pipeline stage.
+/// of a fresh 256 KiB allocation per batch). A compressor also owns its output buffer, grown to the
+/// largest batch seen, so compressing a batch allocates nothing once warm. Each instance belongs to one
+/// thread or actor at a time, hence not `Sendable`; make one per pipeline stage.
 public final class GzipCompressor {
     public let level: Int32
     private let stream: UnsafeMutablePointer<z_stream>
+    /// Where deflate writes; `outputCapacity` bytes, grown on demand, never shrunk.
+    private var output: UnsafeMutableRawPointer?
+    private var outputCapacity = 0
 
     /// - Parameter level: 1 (fastest) … 9 (smallest). Telemetry batches compress well already at 1.
     public init(level: Int32 = 1) throws(CompressionError) {
@@ -26,38 +30,42 @@ public final class GzipCompressor {
     deinit {
         deflateEnd(stream)
         stream.deallocate()
+        output?.deallocate()
+    }
+
+    /// Compresses `input` into one gzip stream and hands the compressed bytes to `body`. They live in the
+    /// compressor's own buffer: valid only during the call, overwritten by the next compression.
+    public func withCompressed<Result>(
+        _ input: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) -> Result
+    ) throws(CompressionError) -> Result {
+        deflateReset(stream)
+        // deflateBound guarantees one Z_FINISH call completes into this much room.
+        let bound = Int(deflateBound(stream, uLong(input.count)))
+        if bound > outputCapacity {
+            output?.deallocate()
+            output = .allocate(byteCount: bound, alignment: 16)
+            outputCapacity = bound
+        }
+        guard let output else { throw CompressionError.zlib(status: Z_MEM_ERROR, message: "no output buffer") }
+        stream.pointee.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: Bytef.self))
+        stream.pointee.avail_in = uInt(input.count)
+        stream.pointee.next_out = output.assumingMemoryBound(to: Bytef.self)
+        stream.pointee.avail_out = uInt(bound)
+        let status = deflate(stream, Z_FINISH)
+        let produced = bound - Int(stream.pointee.avail_out)
+        stream.pointee.next_in = nil
+        stream.pointee.next_out = nil
+        guard status == Z_STREAM_END else { throw CompressionError.zlib(status: status, message: "deflate did not finish") }
+        return body(UnsafeRawBufferPointer(start: output, count: produced))
     }
 
     /// Appends the gzip stream of `input` to `output`.
     public func compress(_ input: UnsafeRawBufferPointer, appendingTo output: inout [UInt8]) throws(CompressionError) {
-        deflateReset(stream)
-        let bound = Int(deflateBound(stream, uLong(input.count)))
-        let start = output.count
-        output.append(contentsOf: repeatElement(0, count: bound))
-        var status: Int32 = Z_OK
-        var produced = 0
-        output.withUnsafeMutableBytes { out in
-            stream.pointee.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: Bytef.self))
-            stream.pointee.avail_in = uInt(input.count)
-            stream.pointee.next_out = out.baseAddress?.advanced(by: start).assumingMemoryBound(to: Bytef.self)
-            stream.pointee.avail_out = uInt(bound)
-            // deflateBound guarantees one Z_FINISH call completes.
-            status = deflate(stream, Z_FINISH)
-            produced = bound - Int(stream.pointee.avail_out)
-            stream.pointee.next_in = nil
-            stream.pointee.next_out = nil
-        }
-        guard status == Z_STREAM_END else {
-            output.removeSubrange(start...)
-            throw CompressionError.zlib(status: status, message: "deflate did not finish")
-        }
-        output.removeSubrange((start + produced)...)
+        try withCompressed(input) { output.append(contentsOf: $0) }
     }
 
     public func compress(_ input: [UInt8]) throws(CompressionError) -> [UInt8] {
-        var output: [UInt8] = []
-        try input.withBytes { (buffer) throws(CompressionError) in try compress(buffer, appendingTo: &output) }
-        return output
+        try input.withBytes { (buffer) throws(CompressionError) in try withCompressed(buffer) { Array($0) } }
     }
 }
 

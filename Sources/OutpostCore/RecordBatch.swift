@@ -390,30 +390,52 @@ public struct RecordBatchBuilder: Sendable {
     public private(set) var maxTimestamp: Int64 = -1
     public var producer: ProducerIdentity
     public var partitionLeaderEpoch: Int32 = -1
-    /// Uncompressed record bytes written so far.
-    public private(set) var records: [UInt8] = []
+    /// The records are `storage[..<recordsEnd]`; the rest is spare room, already initialized, so an
+    /// append is a few stores and copies through one pointer rather than a chain of Array appends.
+    private var storage: [UInt8] = []
+    private var recordsEnd = 0
 
     public init(producer: ProducerIdentity = .none, recordsCapacity: Int = 0) {
         self.producer = producer
-        records.reserveCapacity(recordsCapacity)
+        storage = [UInt8](repeating: 0, count: recordsCapacity)
     }
 
     public var isEmpty: Bool { recordCount == 0 }
-    public var uncompressedRecordBytes: Int { records.count }
+    public var uncompressedRecordBytes: Int { recordsEnd }
+    /// A copy of the uncompressed record bytes written so far.
+    public var records: [UInt8] { Array(storage[..<recordsEnd]) }
 
     /// Appends a record. `key`/`value` nil encode as null (length −1).
     public mutating func append(
         timestampMilliseconds: Int64, key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer?,
         headers: [RecordHeader] = []
     ) {
-        append(timestampMilliseconds: timestampMilliseconds, key: key, value: value, encodedHeaders: EncodedRecordHeaders(headers))
+        if headers.isEmpty {
+            // No headers: the header section is the single byte 0 (a count of zero).
+            var noHeaders: UInt8 = 0
+            withUnsafeBytes(of: &noHeaders) {
+                appendRecord(timestampMilliseconds: timestampMilliseconds, key: key, value: value, headerSection: $0)
+            }
+        } else {
+            append(timestampMilliseconds: timestampMilliseconds, key: key, value: value, encodedHeaders: EncodedRecordHeaders(headers))
+        }
     }
 
-    /// The hot path: headers already encoded (a gateway stamps the same headers on every record), and the
-    /// record's small fields assembled on the stack, so a record costs a few bulk copies.
+    /// The hot path: headers already encoded (a gateway stamps the same headers on every record), the
+    /// record's size computed first, then its bytes stored in place.
     public mutating func append(
         timestampMilliseconds: Int64, key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer?,
         encodedHeaders: EncodedRecordHeaders
+    ) {
+        encodedHeaders.bytes.withUnsafeBytes {
+            appendRecord(timestampMilliseconds: timestampMilliseconds, key: key, value: value, headerSection: $0)
+        }
+    }
+
+    /// `headerSection` is the record's encoded header count and headers.
+    private mutating func appendRecord(
+        timestampMilliseconds: Int64, key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer?,
+        headerSection: UnsafeRawBufferPointer
     ) {
         if recordCount == 0 { baseTimestamp = timestampMilliseconds }
         maxTimestamp = Swift.max(maxTimestamp, timestampMilliseconds)
@@ -424,26 +446,28 @@ public struct RecordBatchBuilder: Sendable {
         let bodySize = 1 + Varint.encodedSize(timestampDelta) + Varint.encodedSize(offsetDelta)
             + Varint.encodedSize(keyLength) + Int(max(keyLength, 0))
             + Varint.encodedSize(valueLength) + Int(max(valueLength, 0))
-            + encodedHeaders.bytes.count
-        let needed = records.count + Varint.encodedSize(Int32(bodySize)) + bodySize
-        if records.capacity < needed { records.reserveCapacity(Swift.max(needed, records.capacity * 2)) }
-        // length, attributes, timestamp delta, offset delta, key length: at most 5+1+10+5+5 bytes.
-        withUnsafeTemporaryAllocation(byteCount: 32, alignment: 1) { scratch in
-            var position = 0
-            Self.put(UInt64(Varint.zigZag(Int32(bodySize))), scratch, &position)
-            scratch[position] = 0
-            position += 1
-            Self.put(Varint.zigZag(timestampDelta), scratch, &position)
-            Self.put(UInt64(Varint.zigZag(offsetDelta)), scratch, &position)
-            Self.put(UInt64(Varint.zigZag(keyLength)), scratch, &position)
-            records.append(contentsOf: UnsafeRawBufferPointer(rebasing: scratch[..<position]))
-            if let key { records.append(contentsOf: key) }
-            position = 0
-            Self.put(UInt64(Varint.zigZag(valueLength)), scratch, &position)
-            records.append(contentsOf: UnsafeRawBufferPointer(rebasing: scratch[..<position]))
+            + headerSection.count
+        let recordSize = Varint.encodedSize(Int32(bodySize)) + bodySize
+        let end = recordsEnd + recordSize
+        if storage.count < end {
+            // Doubling keeps appends amortized O(1); the zero fill happens only while the buffer grows.
+            storage.append(contentsOf: repeatElement(0, count: Swift.max(end, storage.count * 2) - storage.count))
         }
-        if let value { records.append(contentsOf: value) }
-        records.append(contentsOf: encodedHeaders.bytes)
+        storage.withUnsafeMutableBytes { buffer in
+            var position = recordsEnd
+            Self.put(UInt64(Varint.zigZag(Int32(bodySize))), buffer, &position)
+            buffer[position] = 0  // record attributes: unused by v2
+            position += 1
+            Self.put(Varint.zigZag(timestampDelta), buffer, &position)
+            Self.put(UInt64(Varint.zigZag(offsetDelta)), buffer, &position)
+            Self.put(UInt64(Varint.zigZag(keyLength)), buffer, &position)
+            Self.copy(key, buffer, &position)
+            Self.put(UInt64(Varint.zigZag(valueLength)), buffer, &position)
+            Self.copy(value, buffer, &position)
+            Self.copy(headerSection, buffer, &position)
+            assert(position == end, "record size computed wrong")
+        }
+        recordsEnd = end
         recordCount += 1
     }
 
@@ -457,6 +481,14 @@ public struct RecordBatchBuilder: Sendable {
         }
         buffer[position] = UInt8(rest)
         position += 1
+    }
+
+    @inline(__always)
+    static func copy(_ source: UnsafeRawBufferPointer?, _ buffer: UnsafeMutableRawBufferPointer, _ position: inout Int) {
+        guard let source, let from = source.baseAddress, let to = buffer.baseAddress, !source.isEmpty else { return }
+        precondition(position + source.count <= buffer.count, "record bytes overflow the builder's buffer")
+        (to + position).copyMemory(from: from, byteCount: source.count)
+        position += source.count
     }
 
     public mutating func append(timestampMilliseconds: Int64, key: [UInt8]?, value: [UInt8]?, headers: [RecordHeader] = []) {
@@ -477,28 +509,17 @@ public struct RecordBatchBuilder: Sendable {
         compression: CompressionCodec = .none, compressor: GzipCompressor? = nil
     ) throws(RecordBatchError) -> [UInt8] {
         precondition(recordCount > 0, "a batch holds at least one record")
-        var batch = ByteWriter(capacity: RecordBatchLayout.headerSize + records.count / 2)
-        batch.write(Int64(0))  // baseOffset: assigned by the log on append
-        batch.write(Int32(0))  // batchLength: patched below
-        batch.write(partitionLeaderEpoch)
-        batch.write(RecordBatchLayout.magic)
-        batch.write(UInt32(0))  // crc: patched below
-        batch.write(compression.rawValue)  // attributes: codec bits, CreateTime, not transactional
-        batch.write(recordCount - 1)
-        batch.write(baseTimestamp)
-        batch.write(maxTimestamp)
-        batch.write(producer.producerId)
-        batch.write(producer.producerEpoch)
-        batch.write(producer.baseSequence)
-        batch.write(recordCount)
+        let batch: [UInt8]
         switch compression {
         case .none:
-            batch.write(contentsOf: records)
+            batch = storage.withUnsafeBytes { frame(UnsafeRawBufferPointer(rebasing: $0[..<recordsEnd]), compression: .none) }
         case .gzip:
             do throws(CompressionError) {
                 let deflater = if let compressor { compressor } else { try GzipCompressor() }
-                try records.withBytes { (buffer) throws(CompressionError) in
-                    try deflater.compress(buffer, appendingTo: &batch.bytes)
+                batch = try storage.withBytes { (buffer) throws(CompressionError) in
+                    try deflater.withCompressed(UnsafeRawBufferPointer(rebasing: buffer[..<recordsEnd])) { compressed in
+                        frame(compressed, compression: .gzip)
+                    }
                 }
             } catch {
                 throw .compression(error)
@@ -506,17 +527,43 @@ public struct RecordBatchBuilder: Sendable {
         default:
             throw .unsupportedCompression(compression.rawValue)
         }
-        batch.patch(Int32(batch.count - RecordBatchLayout.logOverhead), at: RecordBatchLayout.batchLengthPosition)
-        let crc = batch.bytes.withUnsafeBytes { buffer in
-            CRC32C.checksum(UnsafeRawBufferPointer(rebasing: buffer[RecordBatchLayout.crcCoveredStart...]))
-        }
-        batch.patch(crc, at: RecordBatchLayout.crcPosition)
         reset()
-        return batch.takeBytes()
+        return batch
+    }
+
+    /// The batch: the 61-byte header, then `payload` (the records, compressed or not), with batchLength
+    /// and CRC-32C filled in. One allocation of exactly the batch's size.
+    private func frame(_ payload: UnsafeRawBufferPointer, compression: CompressionCodec) -> [UInt8] {
+        typealias L = RecordBatchLayout
+        let total = L.headerSize + payload.count
+        return [UInt8](unsafeUninitializedCapacity: total) { buffer, initialized in
+            let batch = UnsafeMutableRawBufferPointer(buffer)
+            func store<T: FixedWidthInteger>(_ value: T, at position: Int) {
+                batch.storeBytes(of: value.bigEndian, toByteOffset: position, as: T.self)
+            }
+            store(Int64(0), at: L.baseOffsetPosition)  // assigned by the log on append
+            store(Int32(total - L.logOverhead), at: L.batchLengthPosition)
+            store(partitionLeaderEpoch, at: L.partitionLeaderEpochPosition)
+            store(L.magic, at: L.magicPosition)
+            store(compression.rawValue, at: L.attributesPosition)  // codec bits, CreateTime, not transactional
+            store(recordCount - 1, at: L.lastOffsetDeltaPosition)
+            store(baseTimestamp, at: L.baseTimestampPosition)
+            store(maxTimestamp, at: L.maxTimestampPosition)
+            store(producer.producerId, at: L.producerIdPosition)
+            store(producer.producerEpoch, at: L.producerEpochPosition)
+            store(producer.baseSequence, at: L.baseSequencePosition)
+            store(recordCount, at: L.recordCountPosition)
+            if let from = payload.baseAddress, let to = batch.baseAddress, !payload.isEmpty {
+                (to + L.headerSize).copyMemory(from: from, byteCount: payload.count)
+            }
+            let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: batch[L.crcCoveredStart..<total]))
+            store(crc, at: L.crcPosition)
+            initialized = total
+        }
     }
 
     public mutating func reset() {
-        records.removeAll(keepingCapacity: true)
+        recordsEnd = 0
         recordCount = 0
         baseTimestamp = 0
         maxTimestamp = -1
