@@ -121,9 +121,12 @@ public struct LineProtocolParser: Sendable {
         let defaultTime = defaultTimestamp(defaultTimeNanoseconds)
         return text.withUnsafeBytes { buffer in
             var outcomes: [LineOutcome] = []
+            // Every entry ends at a newline or at the end: sized once instead of regrown (and re-faulted).
+            outcomes.reserveCapacity(Self.newlineCount(buffer) + 1)
             var cursor = LineProtocolCursor()
+            var builder = PointBuilder(bytes: buffer)
             while true {
-                var builder = PointBuilder(bytes: buffer)
+                builder.startEntry()
                 guard let scanned = scanNext(in: buffer, cursor: &cursor, visitor: &builder) else { break }
                 if let error = scanned.error {
                     outcomes.append(.rejected(error))
@@ -133,6 +136,12 @@ public struct LineProtocolParser: Sendable {
             }
             return outcomes
         }
+    }
+
+    private static func newlineCount(_ buffer: UnsafeRawBufferPointer) -> Int {
+        var count = 0
+        for byte in buffer where byte == LineProtocolByte.newline { count += 1 }
+        return count
     }
 
     // MARK: Conveniences
@@ -274,29 +283,77 @@ struct LineLayoutRecorder: LineProtocolEntryVisitor {
     }
 }
 
-/// Builds a Point from an entry's parts, unescaping names and strings.
+/// Builds Points from entries' parts, unescaping names and strings. One builder serves a whole buffer,
+/// entry after entry (`startEntry` between them): its tag and field lists are scratch space, and each
+/// point gets arrays of just its size.
+///
+/// Telemetry repeats its names from line to line (the same measurement, tag keys, field keys, often the
+/// same tag values), so the builder remembers, per position in the entry, the last name it decoded and
+/// where in the buffer it stood; when the bytes at the new position are the same, the string is reused
+/// rather than decoded again. Same element kind and same bytes give the same string, so this changes
+/// nothing but the cost.
 struct PointBuilder: LineProtocolEntryVisitor {
     let bytes: UnsafeRawBufferPointer
     var measurement = ""
     var tags: [Tag] = []
     var fields: [Field] = []
     var timestampNanoseconds: Int64? = nil
+    private var recentNames: [RecentName] = []
+
+    /// A decoded name and where the bytes it was decoded from are.
+    private struct RecentName {
+        var start: Int
+        var count: Int
+        var string: String
+    }
+
+    /// Positions remembered: the measurement, then per tag its key and value, then per field its key.
+    private static let rememberedTags = 16
+    private static let rememberedFields = 16
 
     init(bytes: UnsafeRawBufferPointer) {
         self.bytes = bytes
     }
 
+    mutating func startEntry() {
+        measurement = ""
+        tags.removeAll(keepingCapacity: true)
+        fields.removeAll(keepingCapacity: true)
+        timestampNanoseconds = nil
+    }
+
     func point(defaultTimeNanoseconds: Int64?) -> Point {
-        Point(measurement: measurement, tags: tags, fields: fields, timestampNanoseconds: timestampNanoseconds ?? defaultTimeNanoseconds)
+        Point(
+            measurement: measurement, tags: Self.exactCopy(tags), fields: Self.exactCopy(fields),
+            timestampNanoseconds: timestampNanoseconds ?? defaultTimeNanoseconds)
+    }
+
+    /// A copy with capacity for just its elements (the scratch lists keep their larger capacity).
+    private static func exactCopy(_ tags: [Tag]) -> [Tag] {
+        var copy: [Tag] = []
+        copy.reserveCapacity(tags.count)
+        for tag in tags { copy.append(tag) }
+        return copy
+    }
+
+    private static func exactCopy(_ fields: [Field]) -> [Field] {
+        var copy: [Field] = []
+        copy.reserveCapacity(fields.count)
+        for field in fields { copy.append(field) }
+        return copy
     }
 
     mutating func visitMeasurement(_ name: ScannedToken) {
-        measurement = string(name, .measurement)
+        measurement = recentOrDecoded(name, .measurement, slot: 0)
     }
 
     mutating func visitTag(key: ScannedToken, value: ScannedToken) {
-        if tags.isEmpty { tags.reserveCapacity(8) }  // one allocation instead of regrowing for typical points
-        tags.append(Tag(string(key, .tagKey), string(value, .tagValue)))
+        if tags.isEmpty { tags.reserveCapacity(8) }
+        let index = tags.count
+        let remembered = index < Self.rememberedTags
+        tags.append(Tag(
+            remembered ? recentOrDecoded(key, .tagKey, slot: 1 + 2 * index) : string(key, .tagKey),
+            remembered ? recentOrDecoded(value, .tagValue, slot: 2 + 2 * index) : string(value, .tagValue)))
     }
 
     mutating func visitField(key: ScannedToken, value: ScannedFieldValue) {
@@ -309,13 +366,51 @@ struct PointBuilder: LineProtocolEntryVisitor {
         case .string(let content): fieldValue = .string(string(content, .stringFieldValue))
         }
         if fields.isEmpty { fields.reserveCapacity(8) }
-        fields.append(Field(string(key, .fieldKey), fieldValue))
+        let index = fields.count
+        let keyString = index < Self.rememberedFields
+            ? recentOrDecoded(key, .fieldKey, slot: 1 + 2 * Self.rememberedTags + index) : string(key, .fieldKey)
+        fields.append(Field(keyString, fieldValue))
     }
 
     mutating func visitFieldSetEnd(_ position: Int) {}
 
     mutating func visitTimestamp(nanoseconds: Int64) {
         timestampNanoseconds = nanoseconds
+    }
+
+    /// The string of a name at remembered position `slot`: the one decoded last time when its bytes are
+    /// the same, else freshly decoded (and remembered).
+    private mutating func recentOrDecoded(_ token: ScannedToken, _ element: LineProtocolElement, slot: Int) -> String {
+        let count = token.end - token.start
+        if slot < recentNames.count {
+            let recent = recentNames[slot]
+            if recent.count == count, let base = bytes.baseAddress, Self.sameBytes(base, recent.start, token.start, count) {
+                return recent.string
+            }
+        } else {
+            recentNames.reserveCapacity(1 + 2 * Self.rememberedTags + Self.rememberedFields)
+            while recentNames.count <= slot { recentNames.append(RecentName(start: 0, count: -1, string: "")) }
+        }
+        let decoded = string(token, element)
+        recentNames[slot] = RecentName(start: token.start, count: count, string: decoded)
+        return decoded
+    }
+
+    @inline(__always)
+    private static func sameBytes(_ base: UnsafeRawPointer, _ first: Int, _ second: Int, _ count: Int) -> Bool {
+        var index = 0
+        while index + 8 <= count {
+            if base.loadUnaligned(fromByteOffset: first + index, as: UInt64.self)
+                != base.loadUnaligned(fromByteOffset: second + index, as: UInt64.self) { return false }
+            index += 8
+        }
+        while index < count {
+            if base.load(fromByteOffset: first + index, as: UInt8.self) != base.load(fromByteOffset: second + index, as: UInt8.self) {
+                return false
+            }
+            index += 1
+        }
+        return true
     }
 
     /// The unescaped text of a token already checked to be valid UTF-8.

@@ -72,6 +72,34 @@ import OutpostCore
         }
     }
 
+    /// Many points in one text, their names drawn from a few look-alikes (escaped or not, equal length or
+    /// not) so the same names recur at the same positions from line to line: the parse of the whole text
+    /// reads back every point, as it reads each one alone.
+    @Test func manyLinesWithRecurringNamesReadBackAsEachLineAlone() throws {
+        var random = SplitMix64(seed: Self.seed ^ 0x11AE)
+        let names = ["a", "b", "a b", "a,b", "a=b", "a\\b", "ab", "日", "device", "devicf", "north", "south"]
+        for round in 0..<200 {
+            let points = (0..<(1 + random.below(40))).map { _ in
+                let tagCount = random.chance(8) ? 16 + random.below(4) : random.below(4)
+                var tags: [OutpostCore.Tag] = []
+                for index in 0..<tagCount {
+                    tags.append(OutpostCore.Tag(index >= 4 ? "k\(index)" : names[random.below(names.count)], names[random.below(names.count)]))
+                }
+                var seen = Set<String>()
+                tags = tags.filter { seen.insert($0.key).inserted }
+                let fields = (0...random.below(18)).map { _ in Field(names[random.below(names.count)], random.fieldValue()) }
+                return Point(measurement: names[random.below(names.count)], tags: tags, fields: fields, timestampNanoseconds: Int64(random.below(1_000)))
+            }
+            let text = try points.map { try serializer.serialize($0) }.joined(separator: "\n")
+            // (Compared without line numbers: a string field may hold raw newlines.)
+            let parsed = parser.parse(text).map { outcome -> Point? in
+                if case .point(let point, _) = outcome { point } else { nil }
+            }
+            #expect(parsed == points, "seed \(Self.seed) round \(round)")
+            if parsed != points { return }
+        }
+    }
+
     // MARK: Garbage
 
     @Test func garbageNeverCrashesAndTheReadPathsAgree() {
