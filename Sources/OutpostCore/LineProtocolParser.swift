@@ -171,7 +171,7 @@ public struct LineProtocolParser: Sendable {
 
     /// One entry that must make up the whole of `line` (apart from blank and comment lines).
     @inline(__always)
-    private func scanSingleLine<Visitor: LineProtocolEntryVisitor>(
+    func scanSingleLine<Visitor: LineProtocolEntryVisitor>(
         _ line: UnsafeRawBufferPointer, visitor: inout Visitor
     ) throws(PointParseError) {
         if line.count > limits.lineBytesMax {
@@ -190,7 +190,7 @@ public struct LineProtocolParser: Sendable {
     }
 
     /// The next entry from `cursor`, with its line and its error (if any) located; advances the cursor.
-    private func scanNext<Visitor: LineProtocolEntryVisitor>(
+    func scanNext<Visitor: LineProtocolEntryVisitor>(
         in buffer: UnsafeRawBufferPointer, cursor: inout LineProtocolCursor, visitor: inout Visitor
     ) -> (entry: ScannedEntry, line: Int, error: PointParseError?)? {
         guard cursor.position >= 0, cursor.position < buffer.count, let scanner = scanner(for: buffer),

@@ -383,3 +383,46 @@ import OutpostCore
         }
     }
 }
+
+/// The in-place decoder: texts read back unescaped, lookups by unescaped key, numbers converted.
+@Suite struct LineProtocolDecodingTests {
+    let parser = LineProtocolParser(precision: .milliseconds)
+
+    @Test func aDecodedPointReadsItsEscapedNamesAndTypedValues() throws {
+        let line = Array(#"we\ ather,site\,id=north\ 1,device=gh-7 temp\=c=21.5,n=3i,u=4u,ok=true,note="say \"hi\"\n" 1732300000123"#.utf8)
+        try line.withUnsafeBytes { buffer in
+            let point = try parser.decodePoint(line: buffer)
+            #expect(point.measurement.string(in: buffer) == "we ather")
+            #expect(point.tags.map { $0.key.string(in: buffer) } == ["site,id", "device"])
+            #expect(point.tagValue(Array("site,id".utf8), in: buffer)?.string(in: buffer) == "north 1")
+            #expect(point.tagValue(Array("device".utf8), in: buffer)?.string(in: buffer) == "gh-7")
+            #expect(point.tagValue(Array("site".utf8), in: buffer) == nil)
+            #expect(point.fieldValue(Array("temp=c".utf8), in: buffer) == .float(21.5))
+            #expect(point.fieldValue(Array("n".utf8), in: buffer) == .int(3))
+            #expect(point.fieldValue(Array("u".utf8), in: buffer) == .uint(4))
+            #expect(point.fieldValue(Array("ok".utf8), in: buffer) == .bool(true))
+            guard case .string(let note)? = point.fieldValue(Array("note".utf8), in: buffer) else {
+                Issue.record("no string field")
+                return
+            }
+            #expect(note.string(in: buffer) == "say \"hi\"\n")
+            #expect(note.equals(Array("say \"hi\"\n".utf8), in: buffer))
+            #expect(point.timestampNanoseconds == 1_732_300_000_123_000_000)
+            #expect(point.point(in: buffer) == (try parser.parsePoint(String(decoding: line, as: UTF8.self))))
+        }
+    }
+
+    @Test func decodeEachReportsGoodAndBadEntriesWithTheirLines() {
+        let text = Array("# header\nm f=1\nm f=\nm,t=a g=2i 5\n".utf8)
+        var seen: [String] = []
+        text.withUnsafeBytes { buffer in
+            parser.decodeEach(buffer) { outcome, line in
+                switch outcome {
+                case .success(let point): seen.append("\(line): \(point.measurement.string(in: buffer)) \(point.fields.count) \(point.timestampNanoseconds ?? -1)")
+                case .failure(let error): seen.append("\(line): error at \(error.line):\(error.column)")
+                }
+            }
+        }
+        #expect(seen == ["2: m 1 -1", "3: error at 3:5", "4: m 1 5000000"])
+    }
+}

@@ -110,10 +110,18 @@ import OutpostCore
         }
     }
 
-    /// parse, nextEntry, validate and parsePoint must split and judge every input alike.
+    /// parse, decodeEach, nextEntry, validate, parsePoint and decodePoint must split and judge every input alike.
     func checkReadPathsAgree(on input: [UInt8], context: String) {
         let outcomes = parser.parse(input)
         input.withUnsafeBytes { buffer in
+            var decoded: [LineOutcome] = []
+            parser.decodeEach(buffer) { outcome, line in
+                switch outcome {
+                case .success(let point): decoded.append(.point(point.point(in: buffer), line: line))
+                case .failure(let error): decoded.append(.rejected(error))
+                }
+            }
+            #expect(decoded == outcomes, "decodeEach and parse disagree; \(context)")
             var cursor = LineProtocolCursor()
             var entries: [LineProtocolEntry] = []
             var previousEnd = 0
@@ -150,6 +158,8 @@ import OutpostCore
             // The whole input as one line: validate and parsePoint accept and refuse alike.
             let validated = Result { () throws(PointParseError) in try parser.validate(line: buffer) }
             let parsed = Result { () throws(PointParseError) in try parser.parsePoint(line: buffer) }
+            let decodedAlone = Result { () throws(PointParseError) in try parser.decodePoint(line: buffer).point(in: buffer) }
+            #expect(decodedAlone == parsed, "decodePoint and parsePoint disagree; \(context)")
             switch (validated, parsed) {
             case (.success(let layout), .success(let point)):
                 #expect(layout.fieldCount == point.fields.count && layout.tagCount == point.tags.count, "\(context)")
