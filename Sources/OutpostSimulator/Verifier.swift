@@ -108,12 +108,26 @@ public struct SequenceChecker: Sendable {
     var declaredDrops: [String: SequenceRanges] = [:]
     var seenGapMarkers: Set<String> = []
     let parser = LineProtocolParser()
+    let deviceTagKey: [UInt8]
+    let runTagValue: [UInt8]?
+    static let seqFieldKey = Array("seq".utf8)
+    static let runTagKey = Array("run".utf8)
+
+    /// What one record says, read without building a Point.
+    enum Reading {
+        case unreadable
+        case withoutSeq
+        case otherRun
+        case reading(deviceID: String, seq: Int64)
+    }
 
     /// - Parameter runTag: when set, only records whose `run` tag has this value count (others are
     ///   counted as other runs).
     public init(manifest: Manifest, deviceTag: String = "device", runTag: String? = nil) {
         self.deviceTag = deviceTag
         self.runTag = runTag
+        deviceTagKey = Array(deviceTag.utf8)
+        runTagValue = runTag.map { Array($0.utf8) }
         for device in manifest.devices {
             let highest = max(device.sent.ranges.last?.upperBound ?? -1, device.failed.ranges.last?.upperBound ?? -1)
             devices[device.device] = DeviceState(manifest: device, seen: Array(repeating: 0, count: Int((highest + 64) / 64)))
@@ -130,29 +144,39 @@ public struct SequenceChecker: Sendable {
             unreadableRecords += 1
             return
         }
-        let point: Point
-        do {
-            point = try value.withUnsafeBytes { buffer in
-                Result { () throws(PointParseError) in try parser.parsePoint(line: buffer) }
-            }.get()
-        } catch {
+        // Decoded in place: only the seq field and two tags are read, so no Point is built.
+        let reading: Reading = value.withUnsafeBytes { buffer in
+            guard let point = try? parser.decodePoint(line: buffer) else { return .unreadable }
+            let seq: Int64
+            switch point.fieldValue(Self.seqFieldKey, in: buffer) {
+            case .int(let number)?: seq = number
+            case .uint(let number)? where number <= UInt64(Int64.max): seq = Int64(number)
+            case .float(let number)? where number >= 0 && number < 9e15 && number == number.rounded(): seq = Int64(number)
+            default: return .withoutSeq
+            }
+            if let runTagValue, point.tagValue(Self.runTagKey, in: buffer)?.equals(runTagValue, in: buffer) != true {
+                return .otherRun
+            }
+            let deviceID = point.tagValue(deviceTagKey, in: buffer)?.string(in: buffer)
+                ?? record.key.map { String(decoding: $0, as: UTF8.self) } ?? ""
+            return .reading(deviceID: deviceID, seq: seq)
+        }
+        let deviceID: String
+        let seq: Int64
+        switch reading {
+        case .unreadable:
             unreadableRecords += 1
             return
-        }
-        let seq: Int64
-        switch point.field("seq") {
-        case .int(let number)?: seq = number
-        case .uint(let number)? where number <= UInt64(Int64.max): seq = Int64(number)
-        case .float(let number)? where number >= 0 && number < 9e15 && number == number.rounded(): seq = Int64(number)
-        default:
+        case .withoutSeq:
             recordsWithoutSeq += 1
             return
-        }
-        if let runTag, point.tag("run") != runTag {
+        case .otherRun:
             recordsOfOtherRuns += 1
             return
+        case .reading(let device, let number):
+            deviceID = device
+            seq = number
         }
-        let deviceID = point.tag(deviceTag) ?? record.key.map { String(decoding: $0, as: UTF8.self) } ?? ""
         guard devices[deviceID] != nil else {
             recordsOfUnknownDevices += 1
             return

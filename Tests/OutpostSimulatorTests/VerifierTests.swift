@@ -106,6 +106,29 @@ struct VerifierTests {
         #expect(report.outOfOrder == 1 && report.passed())
         #expect(report.recordsWithoutSeq == 1 && report.recordsOfUnknownDevices == 1)
     }
+
+    @Test func runTagEscapedDeviceIdsAndSeqTypesAreReadFromTheLine() {
+        var device = Manifest.Device(device: "gh 1,a", fleet: "f")
+        device.sent = SequenceRanges([0...3])
+        device.acked = device.sent
+        let manifest = Manifest(run: "r", seed: 1, startedAtNanoseconds: 0, endedAtNanoseconds: 0, fleets: [], devices: [device])
+        var checker = SequenceChecker(manifest: manifest, runTag: "r 7")
+        func observe(_ line: String, key: String? = nil) {
+            checker.observe(TopicRecord(partition: 0, offset: 0, key: key.map { Array($0.utf8) }, value: Array(line.utf8), timestampMilliseconds: 0))
+        }
+        observe(#"m,device=gh\ 1\,a,run=r\ 7 seq=0i 1"#)
+        observe(#"m,run=r\ 7,device=gh\ 1\,a v=2,seq=1u 1"#)
+        observe(#"m,run=r\ 7 seq=2 1"#, key: "gh 1,a")  // no device tag: the record key names the device
+        observe(#"m,device=gh\ 1\,a,run=r\ 8 seq=3i 1"#)  // another run
+        observe(#"m,device=gh\ 1\,a seq=3i 1"#)  // no run tag: another run
+        observe(#"m,device=gh\ 1\,a,run=r\ 7 seq=2.5 1"#)  // not a whole number
+        observe("not line protocol")
+        let report = checker.report()
+        #expect(report.recordsOfOtherRuns == 2)
+        #expect(report.recordsWithoutSeq == 1)
+        #expect(report.unreadableRecords == 1)
+        #expect(report.missingAcknowledged == 1, "seq 3 only came from other runs")
+    }
 }
 
 /// Gap markers (a gateway's declared drops) against the sequence checker, without a log.
