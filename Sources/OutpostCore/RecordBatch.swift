@@ -390,14 +390,14 @@ public struct RecordBatchBuilder: Sendable {
     public private(set) var maxTimestamp: Int64 = -1
     public var producer: ProducerIdentity
     public var partitionLeaderEpoch: Int32 = -1
-    /// The records are `storage[..<recordsEnd]`; the rest is spare room, already initialized, so an
-    /// append is a few stores and copies through one pointer rather than a chain of Array appends.
+    /// The records are `storage[..<recordsEnd]`; the rest of `storage` is spare room, already initialized,
+    /// so an append is a few stores and copies through one pointer rather than a chain of Array appends.
     private var storage: [UInt8] = []
     private var recordsEnd = 0
 
     public init(producer: ProducerIdentity = .none, recordsCapacity: Int = 0) {
         self.producer = producer
-        storage = [UInt8](repeating: 0, count: recordsCapacity)
+        storage.reserveCapacity(recordsCapacity)
     }
 
     public var isEmpty: Bool { recordCount == 0 }
@@ -411,11 +411,7 @@ public struct RecordBatchBuilder: Sendable {
         headers: [RecordHeader] = []
     ) {
         if headers.isEmpty {
-            // No headers: the header section is the single byte 0 (a count of zero).
-            var noHeaders: UInt8 = 0
-            withUnsafeBytes(of: &noHeaders) {
-                appendRecord(timestampMilliseconds: timestampMilliseconds, key: key, value: value, headerSection: $0)
-            }
+            appendRecord(timestampMilliseconds: timestampMilliseconds, key: key, value: value, headerSection: nil)
         } else {
             append(timestampMilliseconds: timestampMilliseconds, key: key, value: value, encodedHeaders: EncodedRecordHeaders(headers))
         }
@@ -432,10 +428,11 @@ public struct RecordBatchBuilder: Sendable {
         }
     }
 
-    /// `headerSection` is the record's encoded header count and headers.
+    /// `headerSection` is the record's encoded header count and headers; nil for none (the single byte 0,
+    /// a count of zero).
     private mutating func appendRecord(
         timestampMilliseconds: Int64, key: UnsafeRawBufferPointer?, value: UnsafeRawBufferPointer?,
-        headerSection: UnsafeRawBufferPointer
+        headerSection: UnsafeRawBufferPointer?
     ) {
         if recordCount == 0 { baseTimestamp = timestampMilliseconds }
         maxTimestamp = Swift.max(maxTimestamp, timestampMilliseconds)
@@ -446,12 +443,15 @@ public struct RecordBatchBuilder: Sendable {
         let bodySize = 1 + Varint.encodedSize(timestampDelta) + Varint.encodedSize(offsetDelta)
             + Varint.encodedSize(keyLength) + Int(max(keyLength, 0))
             + Varint.encodedSize(valueLength) + Int(max(valueLength, 0))
-            + headerSection.count
+            + (headerSection?.count ?? 1)
         let recordSize = Varint.encodedSize(Int32(bodySize)) + bodySize
         let end = recordsEnd + recordSize
         if storage.count < end {
-            // Doubling keeps appends amortized O(1); the zero fill happens only while the buffer grows.
-            storage.append(contentsOf: repeatElement(0, count: Swift.max(end, storage.count * 2) - storage.count))
+            // Initialized half again ahead of use (amortized O(1) appends), but never past the reserved
+            // capacity without need: reserved pages a small batch never reaches stay untouched (RSS).
+            var initialized = Swift.max(end, storage.count + storage.count / 2, 4096)
+            if end <= storage.capacity { initialized = Swift.min(initialized, storage.capacity) }
+            storage.append(contentsOf: repeatElement(0, count: initialized - storage.count))
         }
         storage.withUnsafeMutableBytes { buffer in
             var position = recordsEnd
@@ -464,7 +464,12 @@ public struct RecordBatchBuilder: Sendable {
             Self.copy(key, buffer, &position)
             Self.put(UInt64(Varint.zigZag(valueLength)), buffer, &position)
             Self.copy(value, buffer, &position)
-            Self.copy(headerSection, buffer, &position)
+            if let headerSection {
+                Self.copy(headerSection, buffer, &position)
+            } else {
+                buffer[position] = 0
+                position += 1
+            }
             assert(position == end, "record size computed wrong")
         }
         recordsEnd = end
