@@ -451,7 +451,10 @@ public struct RecordBatchBuilder: Sendable {
             // capacity without need: reserved pages a small batch never reaches stay untouched (RSS).
             var initialized = Swift.max(end, storage.count + storage.count / 2, 4096)
             if end <= storage.capacity { initialized = Swift.min(initialized, storage.capacity) }
-            storage.append(contentsOf: repeatElement(0, count: initialized - storage.count))
+            // Appended from a block of zeros (a bulk copy) rather than element by element.
+            while storage.count < initialized {
+                storage.append(contentsOf: Self.zeros.prefix(initialized - storage.count))
+            }
         }
         storage.withUnsafeMutableBytes { buffer in
             var position = recordsEnd
@@ -475,6 +478,8 @@ public struct RecordBatchBuilder: Sendable {
         recordsEnd = end
         recordCount += 1
     }
+
+    private static let zeros = [UInt8](repeating: 0, count: 1 << 16)
 
     @inline(__always)
     static func put(_ value: UInt64, _ buffer: UnsafeMutableRawBufferPointer, _ position: inout Int) {
