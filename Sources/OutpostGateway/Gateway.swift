@@ -134,7 +134,14 @@ public final class Gateway: @unchecked Sendable {
     public func reload(_ newConfiguration: GatewayConfiguration) {
         pipeline.reload(limits: newConfiguration.limits)
         if let subscriptions = newConfiguration.mqtt?.subscriptions { mqtt?.resubscribe(subscriptions) }
+        pipeline.metrics.configurationReloadsApplied.increment()
         logger.info("configuration reloaded", metadata: ["limits": "\(newConfiguration.limits)"])
+    }
+
+    /// A reload whose configuration file could not be read or parsed: counted, and nothing changes.
+    public func reloadFailed(_ error: any Error) {
+        pipeline.metrics.configurationReloadsFailed.increment()
+        logger.error("reload failed; keeping the running configuration", metadata: ["error": "\(error)"])
     }
 
     /// Stops listeners, flushes and fsyncs everything, closes the logs.

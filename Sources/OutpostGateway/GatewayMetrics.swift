@@ -29,6 +29,9 @@ final class GatewayMetrics: Sendable {
     let fsyncSeconds: Gauge
     let logBytes: Gauge
     let httpResponses: [Int: Counter]
+    /// SIGHUP reloads, by result: `applied` or `failed` (a bad file keeps the running configuration).
+    let configurationReloadsApplied: Counter
+    let configurationReloadsFailed: Counter
 
     init() {
         received = IngestSource.allCases.map { Counter(label: "outpost_gateway_points_received_total", dimensions: [("listener", $0.rawValue)]) }
@@ -57,6 +60,8 @@ final class GatewayMetrics: Sendable {
         fsyncs = Gauge(label: "outpost_gateway_log_fsyncs")
         fsyncSeconds = Gauge(label: "outpost_gateway_log_fsync_seconds")
         logBytes = Gauge(label: "outpost_gateway_log_bytes")
+        configurationReloadsApplied = Counter(label: "outpost_gateway_config_reloads_total", dimensions: [("result", "applied")])
+        configurationReloadsFailed = Counter(label: "outpost_gateway_config_reloads_total", dimensions: [("result", "failed")])
         httpResponses = Dictionary(uniqueKeysWithValues: [204, 400, 404, 405, 413, 500, 503].map {
             ($0, Counter(label: "outpost_gateway_http_responses_total", dimensions: [("status", String($0))]))
         })

@@ -155,7 +155,7 @@ struct GatewayCommand: AsyncParsableCommand {
                 do {
                     gateway.reload(try GatewayConfiguration.parse(yaml: try RoleSupport.readConfigurationFile(configPath)))
                 } catch {
-                    logger.error("reload failed; keeping the running configuration", metadata: ["error": "\(error)"])
+                    gateway.reloadFailed(error)
                 }
             }
         }

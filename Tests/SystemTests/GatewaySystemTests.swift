@@ -188,9 +188,15 @@ import Testing
         var connection = try HTTPClient.connectTCP(port: port)
         try HTTPClient.sendAll(connection, Array((long + "\n").utf8))
         close(connection)
+        // The first line must be in before the limit shrinks, and the reload applied before the next lines.
+        #expect(GatewayMQTTTests.waitForCommitted(gateway, listener: "tcp", atLeast: 1))
         try "limits: {max_line_bytes: 1KiB}\n".write(toFile: directory + "/gateway.yaml", atomically: true, encoding: .utf8)
         gateway.signal(SIGHUP)
-        Thread.sleep(forTimeInterval: 0.5)
+        #expect(waitUntil(seconds: 10) { (try? gateway.metric("outpost_gateway_config_reloads_total{result=\"applied\"}")) == 1 })
+        // A file that does not parse is counted as a failed reload and changes nothing.
+        try "limits: {max_line_bytes: [\n".write(toFile: directory + "/gateway.yaml", atomically: true, encoding: .utf8)
+        gateway.signal(SIGHUP)
+        #expect(waitUntil(seconds: 10) { (try? gateway.metric("outpost_gateway_config_reloads_total{result=\"failed\"}")) == 1 })
         connection = try HTTPClient.connectTCP(port: port)
         try HTTPClient.sendAll(connection, Array((long.replacingOccurrences(of: "seq=1i", with: "seq=2i") + "\n" + Self.line(device: "r-1", seq: 3) + "\n").utf8))
         close(connection)
