@@ -48,12 +48,22 @@ import Testing
     /// Waits until the gateway reports nothing left to replicate (and its local log is not empty) — after
     /// it committed at least `committed` points, when given: a lag of 0 while ingest is still arriving
     /// means nothing.
+    ///
+    /// The lag gauges are refreshed by each replicator's round (every 20 ms when idle), so a zero read just
+    /// after the last commit can predate it: drained means zero on two reads a quarter second apart.
     static func waitForDrain(_ gateway: GatewayProcess, committed: Int? = nil, seconds: Double = 180) -> Bool {
-        waitUntil(seconds: seconds, interval: 0.05) {
+        let deadline = Date().addingTimeInterval(seconds)
+        func drained() -> Bool {
             if let committed, gateway.committedPoints < Double(committed) { return false }
             let sent = (try? gateway.metric("outpost_gateway_replication_sent_records_total")) ?? 0
             return sent > 0 && lagRecords(gateway) == 0
         }
+        while Date() < deadline {
+            guard waitUntil(seconds: max(0, deadline.timeIntervalSinceNow), interval: 0.05, drained) else { return false }
+            Thread.sleep(forTimeInterval: 0.25)
+            if drained() { return true }
+        }
+        return false
     }
 
     /// For a gateway restarted over an existing log, which may have nothing left to send: the lag gauges
