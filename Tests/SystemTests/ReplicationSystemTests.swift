@@ -142,12 +142,15 @@ import Testing
         let backlog = Self.lagRecords(gateway)
         let segments = try FileManager.default.contentsOfDirectory(atPath: gatewayDirectory + "/topics/telemetry-0").filter { $0.hasSuffix(".log") }.count
         #expect(segments >= 3, "the backlog should span several segments, found \(segments) in partition 0")
-        let sentBefore = (try? gateway.metric("outpost_gateway_replication_sent_records_total")) ?? 0
+        func cursors() -> [Double] {
+            (0..<3).map { (try? gateway.metric("outpost_gateway_replication_cursor{partition=\"\($0)\"}")) ?? 0 }
+        }
+        let cursorsBefore = cursors()
         broker = try broker.restart()
-        // Catch-up starts when the first resent batch is acknowledged (the reconnect backoff and the
-        // broker's own start are not the replicator's throughput), and ends when the lag is back to what
-        // live ingest alone keeps in flight.
-        #expect(waitUntil(seconds: 10, interval: 0.005) { ((try? gateway.metric("outpost_gateway_replication_sent_records_total")) ?? 0) > sentBefore })
+        // Catch-up starts once every partition's replicator has had a resent batch acknowledged (each
+        // reconnects after its own backoff, up to backoff_max; neither that nor the broker's own start is the
+        // replicator's throughput), and ends when the lag is back to what live ingest alone keeps in flight.
+        #expect(waitUntil(seconds: 10, interval: 0.005) { zip(cursors(), cursorsBefore).allSatisfy { $0 > $1 } })
         let resumed = Date()
         let backlogAtResume = Self.lagRecords(gateway)
         #expect(waitUntil(seconds: 30, interval: 0.02) { Self.lagRecords(gateway) <= Double(chunk) })
