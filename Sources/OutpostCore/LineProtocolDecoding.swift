@@ -15,7 +15,7 @@ public struct LineProtocolText: Hashable, Sendable {
     public func string(in buffer: UnsafeRawBufferPointer) -> String {
         let raw = UnsafeRawBufferPointer(rebasing: buffer[range])
         guard hasBackslash else { return String(decoding: raw, as: UTF8.self) }
-        return String(decoding: element.unescaped(raw), as: UTF8.self)
+        return element.unescapedString(raw)
     }
 
     /// Whether the text unescapes to exactly `bytes`, without building it.

@@ -98,6 +98,26 @@ public enum LineProtocolElement: Sendable, CaseIterable {
         }
     }
 
+    /// The unescaped text of a raw token already checked to be valid UTF-8, built in one pass.
+    public func unescapedString(_ raw: UnsafeRawBufferPointer) -> String {
+        String(unsafeUninitializedCapacity: raw.count) { output in
+            var read = 0
+            var written = 0
+            while read < raw.count {
+                let byte = raw[read]
+                if byte == LineProtocolByte.backslash, read + 1 < raw.count, let replacement = unescaped(raw[read + 1]) {
+                    output[written] = replacement
+                    read += 2
+                } else {
+                    output[written] = byte
+                    read += 1
+                }
+                written += 1
+            }
+            return written
+        }
+    }
+
     /// The unescaped bytes of a raw (still escaped) token.
     public func unescaped(_ raw: UnsafeRawBufferPointer) -> [UInt8] {
         var output: [UInt8] = []

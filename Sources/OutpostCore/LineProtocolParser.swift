@@ -417,21 +417,6 @@ struct PointBuilder: LineProtocolEntryVisitor {
     private func string(_ token: ScannedToken, _ element: LineProtocolElement) -> String {
         let raw = UnsafeRawBufferPointer(rebasing: bytes[token.range])
         guard token.hasBackslash else { return String(decoding: raw, as: UTF8.self) }
-        return String(unsafeUninitializedCapacity: raw.count) { output in
-            var read = 0
-            var written = 0
-            while read < raw.count {
-                let byte = raw[read]
-                if byte == LineProtocolByte.backslash, read + 1 < raw.count, let replacement = element.unescaped(raw[read + 1]) {
-                    output[written] = replacement
-                    read += 2
-                } else {
-                    output[written] = byte
-                    read += 1
-                }
-                written += 1
-            }
-            return written
-        }
+        return element.unescapedString(raw)
     }
 }
