@@ -155,7 +155,8 @@ import Testing
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
             }
             try #require(result == 0)
-            var timeout = timeval(tv_sec: 5, tv_usec: 0)
+            // Generous: on the loaded 2-core CI machine a 300 ms timer has fired 5-10 s late.
+            var timeout = timeval(tv_sec: 30, tv_usec: 0)
             setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
             return descriptor
         }
@@ -183,7 +184,8 @@ import Testing
         #expect(thirdClosed, "a connection beyond the limit is closed at once")
         #expect(firstClosed)
         #expect(secondClosed)
-        #expect(waited < 4)
+        // Nothing else closes a quiet admitted connection: closed at all means closed by the idle timer.
+        #expect(waited < 30)
         for descriptor in [first, second, third] { close(descriptor) }
         // Room again once they are gone.
         try TestSocket.sendTCP(port: port, Array((Self.goodLines[0] + "\n").utf8))
