@@ -166,19 +166,29 @@ import Testing
         #expect(Set(central) == Set(0..<total))
     }
 
+    /// A broker with TLS and SASL/PLAIN and a 3-partition topic `secure`.
+    static func startSecureBroker(_ fixtures: SecurityFixtures, directory: String) throws -> BrokerProcess {
+        try BrokerProcess.start(
+            dataDirectory: directory + "/broker", topics: ["secure:3"], arguments: fixtures.tlsArguments() + fixtures.saslArguments)
+    }
+
+    /// Gateway configuration replicating to `broker`'s topic `secure` over TLS with SASL/PLAIN.
+    static func secureReplicationYAML(_ broker: BrokerProcess, _ fixtures: SecurityFixtures, password: String, backoff: String? = nil) -> String {
+        """
+        replication:
+          brokers: ["\(broker.bootstrap)"]
+          central_topic: secure
+        \(backoff.map { "  backoff: \($0)\n" } ?? "")  tls: {ca_file: "\(fixtures.caFile)"}
+          sasl: {mechanism: PLAIN, username: "\(SecurityFixtures.username)", password: "\(password)"}
+        """
+    }
+
     @Test func replicationOverTLSWithSASLPlain() throws {
         let fixtures = try SecurityFixtures.make()
         let directory = try TestEnvironment.temporaryDirectory().path
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let broker = try BrokerProcess.start(
-            dataDirectory: directory + "/broker", topics: ["secure:3"], arguments: fixtures.tlsArguments() + fixtures.saslArguments)
-        let yaml = """
-            replication:
-              brokers: ["\(broker.bootstrap)"]
-              central_topic: secure
-              tls: {ca_file: "\(fixtures.caFile)"}
-              sasl: {mechanism: PLAIN, username: "\(SecurityFixtures.username)", password: "\(SecurityFixtures.password)"}
-            """
+        let broker = try Self.startSecureBroker(fixtures, directory: directory)
+        let yaml = Self.secureReplicationYAML(broker, fixtures, password: SecurityFixtures.password)
         let gateway = try GatewayProcess.start(dataDirectory: directory + "/gateway", yaml: yaml)
         try Self.send(port: try #require(gateway.tcpPort), 0..<3000)
         #expect(Self.waitForDrain(gateway, committed: 3000))
@@ -194,16 +204,8 @@ import Testing
         let fixtures = try SecurityFixtures.make()
         let directory = try TestEnvironment.temporaryDirectory().path
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let broker = try BrokerProcess.start(
-            dataDirectory: directory + "/broker", topics: ["secure:3"], arguments: fixtures.tlsArguments() + fixtures.saslArguments)
-        let yaml = """
-            replication:
-              brokers: ["\(broker.bootstrap)"]
-              central_topic: secure
-              backoff: 50ms
-              tls: {ca_file: "\(fixtures.caFile)"}
-              sasl: {mechanism: PLAIN, username: "\(SecurityFixtures.username)", password: "\(SecurityFixtures.wrongPassword)"}
-            """
+        let broker = try Self.startSecureBroker(fixtures, directory: directory)
+        let yaml = Self.secureReplicationYAML(broker, fixtures, password: SecurityFixtures.wrongPassword, backoff: "50ms")
         let gateway = try GatewayProcess.start(dataDirectory: directory + "/gateway", yaml: yaml)
         try Self.send(port: try #require(gateway.tcpPort), 0..<500)
         #expect(waitUntil(seconds: 10) { ((try? gateway.metric("outpost_gateway_replication_failures_total")) ?? 0) > 0 })
