@@ -46,8 +46,11 @@ let package = Package(
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CMosquitto", path: "Sources/CMosquitto", providers: [.apt(["libmosquitto-dev"])]),
 
+        // CRC-32C on the CPU's instruction (SSE4.2 / ARMv8 CRC) behind a runtime check; OutpostCore's only C.
+        .target(name: "CCRC32C", path: "Sources/CCRC32C"),
+
         // Point model, line-protocol/JSON/topic codecs, RecordBatch v2, CRC-32C, varints, murmur2, gzip.
-        .target(name: "OutpostCore", dependencies: ["CZlib"], swiftSettings: swiftSettings),
+        .target(name: "OutpostCore", dependencies: ["CZlib", "CCRC32C"], swiftSettings: swiftSettings),
 
         // Segmented partition log: segments, indexes, group commit, recovery, retention.
         .target(name: "OutpostLog", dependencies: ["OutpostCore", .logging], swiftSettings: swiftSettings),

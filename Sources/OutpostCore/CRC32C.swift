@@ -1,8 +1,14 @@
+import CCRC32C
+
 /// CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), the checksum Kafka's RecordBatch v2 uses.
 ///
-/// Slicing-by-8: eight 256-entry tables let the loop consume 8 bytes per step, which is what it takes to
-/// checksum batches at memory-ish speed without a C shim for the SSE4.2 instruction.
+/// With the CPU's CRC-32C instruction (x86-64 SSE4.2, ARMv8 CRC) when it has one: every appended batch is
+/// checked, and the instruction is several times faster than tables. Otherwise slicing-by-8: eight
+/// 256-entry tables let the loop consume 8 bytes per step.
 public enum CRC32C {
+    /// Whether checksums run on the CPU's CRC-32C instruction (else on tables).
+    public static let usesHardware = outpost_crc32c_hardware_available() != 0
+
     static let polynomial: UInt32 = 0x82F6_3B78
 
     /// tables[k * 256 + b] = CRC of byte b followed by k zero bytes.
@@ -24,6 +30,12 @@ public enum CRC32C {
 
     /// Checksum of `bytes`, continuing from `crc` (the value returned for the preceding bytes; 0 to start).
     public static func checksum(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
+        guard usesHardware, let base = bytes.baseAddress else { return softwareChecksum(bytes, continuing: crc) }
+        return ~outpost_crc32c_hardware_update(~crc, base, bytes.count)
+    }
+
+    /// The table implementation, also what tests compare the instruction's results with.
+    static func softwareChecksum(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
         var state = ~crc
         tables.withUnsafeBufferPointer { table in
             guard let tableBase = table.baseAddress, var pointer = bytes.baseAddress else { return }

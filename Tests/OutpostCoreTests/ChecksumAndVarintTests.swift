@@ -42,6 +42,24 @@ import Testing
             #expect(CRC32C.checksum(data) == bitwise(data))
         }
     }
+
+    /// The CPU instruction path and the tables agree on every length and alignment, continuing or not;
+    /// on a machine without the instruction both calls take the tables (the test says which ran).
+    @Test func instructionAndTablesAgree() {
+        var generator = SeededRandom(seed: 11)
+        let data = (0..<70_000).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+        data.withUnsafeBytes { all in
+            for start in 0..<9 {
+                for length in [0, 1, 5, 8, 9, 31, 64, 100, 4095, 65_537] {
+                    let slice = UnsafeRawBufferPointer(rebasing: all[start..<(start + length)])
+                    let seed = UInt32(truncatingIfNeeded: generator.next())
+                    #expect(CRC32C.checksum(slice) == CRC32C.softwareChecksum(slice))
+                    #expect(CRC32C.checksum(slice, continuing: seed) == CRC32C.softwareChecksum(slice, continuing: seed))
+                }
+            }
+        }
+        print("CRC-32C runs on \(CRC32C.usesHardware ? "the CPU instruction" : "tables (no instruction on this CPU)")")
+    }
 }
 
 @Suite struct VarintTests {
