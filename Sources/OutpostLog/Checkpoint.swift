@@ -6,19 +6,21 @@ import OutpostCore
 /// ```
 /// recovery-point 4096
 /// segment 0 created 1732300000000 index a1b2c3d4 timeindex 00ff00ff
-/// segment 4096 created 1732386400000
+/// segment 4096 created 1732386400000 recycled
 /// gap 1200 1299
 /// ```
 /// - the recovery point: every segment ending at or below it was fsynced, so recovery trusts it;
 /// - each segment's creation time (roll by age must survive restarts; a file's mtime changes on every
 ///   append) and, once sealed, the CRC-32C of its index files as written: index files are caches, used only
-///   when they still match, otherwise rebuilt from the batch headers;
+///   when they still match, otherwise rebuilt from the batch headers; `recycled` when the segment reuses a
+///   retired segment's file (recovery then says a cut may include that file's previous contents);
 /// - offset gaps a salvage declared: recovery accepts a discontinuity only where one was declared.
 struct Checkpoint: Hashable, Sendable {
     struct SegmentEntry: Hashable, Sendable {
         var createdMilliseconds: Int64
         var indexChecksum: UInt32?
         var timeIndexChecksum: UInt32?
+        var recycled = false
     }
 
     static let fileName = "checkpoint"
@@ -35,6 +37,7 @@ struct Checkpoint: Hashable, Sendable {
             if let index = entry.indexChecksum, let time = entry.timeIndexChecksum {
                 text += " index \(String(index, radix: 16)) timeindex \(String(time, radix: 16))"
             }
+            if entry.recycled { text += " recycled" }
             text += "\n"
         }
         for gap in gaps { text += "gap \(gap.lowerBound) \(gap.upperBound)\n" }
@@ -53,10 +56,11 @@ struct Checkpoint: Hashable, Sendable {
             case "segment":
                 guard words.count >= 4, let base = Int64(words[1]), words[2] == "created", let created = Int64(words[3]) else { continue }
                 var entry = SegmentEntry(createdMilliseconds: created)
-                if words.count == 8, words[4] == "index", words[6] == "timeindex" {
+                if words.count >= 8, words[4] == "index", words[6] == "timeindex" {
                     entry.indexChecksum = UInt32(words[5], radix: 16)
                     entry.timeIndexChecksum = UInt32(words[7], radix: 16)
                 }
+                entry.recycled = words.last == "recycled"
                 checkpoint.segments[Offset(base)] = entry
             case "gap":
                 if words.count == 3, let first = Int64(words[1]), let last = Int64(words[2]), first <= last {

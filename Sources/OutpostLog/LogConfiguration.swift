@@ -56,6 +56,14 @@ public struct LogConfiguration: Hashable, Sendable {
     /// Delete segments whose last append is older than this. Seven days, Kafka's default.
     public var retentionMilliseconds: Int64? = 7 * 86_400_000
     public var fsync: FsyncPolicy = .always
+    /// Keep the file of one segment retention deletes and reuse it for the next roll, so appends overwrite
+    /// blocks the file already has instead of growing a new one. On ext4 an fdatasync after an append must
+    /// commit the journal (the file's size and block map changed); after an overwrite it only flushes data:
+    /// measured 2.5–5x the bytes per fdatasync (docs/BENCHMARKS.md, `disk_fsync_profile.py`). What
+    /// PostgreSQL does with WAL segments and RocksDB with `recycle_log_file_num`. Costs at most one spare
+    /// segment file of disk beyond retention (`forBudget` reserves it); a segment is trimmed to its
+    /// batches when it is sealed or the log is closed, so Kafka's tools see plain segments.
+    public var recycleSegments = true
     /// One offset-index entry per this many bytes of log: 4 KiB, Kafka's default, bounds a lookup's scan.
     public var indexIntervalBytes: Int = 4096
     /// Largest single batch accepted. 8 MiB is above Kafka's default message.max.bytes (1 MiB) and well
@@ -77,13 +85,14 @@ public struct LogConfiguration: Hashable, Sendable {
     /// retention by size can keep within it (at least 8 segments), but not smaller than 64 KiB.
     ///
     /// Retention only deletes whole sealed segments, and the active segment keeps growing until it rolls;
-    /// so retention is set to the budget minus one segment and minus room for the index files (well under
-    /// 1/64 of the data), and the log's total on disk stays within the budget.
+    /// so retention is set to the budget minus one segment, minus one more for the spare file segment
+    /// recycling keeps, and minus room for the index files (well under 1/64 of the data), and the log's
+    /// total on disk stays within the budget.
     public static func forBudget(bytes budgetBytes: Int64) -> LogConfiguration {
         var configuration = LogConfiguration()
         let segment = min(max(budgetBytes / 8, 4096), 128 << 20)
         configuration.segmentBytesMax = Int(segment)
-        configuration.retentionBytes = max(segment, budgetBytes - segment - budgetBytes / 64)
+        configuration.retentionBytes = max(segment, budgetBytes - 2 * segment - budgetBytes / 64)
         return configuration
     }
 

@@ -16,6 +16,9 @@ import OutpostCore
 ///    baseOffset lies outside the CRC, so only continuity catches its damage). At the first invalid batch
 ///    the segment is truncated and any later segment removed: those can only hold data whose predecessors
 ///    never became durable, so none of it was ever acknowledged.
+///    A segment whose file was recycled (a retired segment's, reused) holds that file's old contents past
+///    its last batch until it is sealed or closed; they fail the same checks (bad framing, or offsets
+///    below the segment's base), so the cut is the same, and the report says the cut includes them.
 /// 5. fsync what was scanned (a process crash leaves data in the page cache that is not yet on disk),
 ///    rewrite rebuilt indexes, and report.
 ///
@@ -29,6 +32,8 @@ struct LogLoader {
 
     struct Loaded {
         var segments: [Segment]
+        /// Retired segment files kept for reuse (`.spare`), with their sizes.
+        var spares: [(path: String, bytes: Int)]
         var report: RecoveryReport
         var checkpoint: Checkpoint
     }
@@ -41,6 +46,17 @@ struct LogLoader {
         let names = try Directory.entries(directory)
         for name in names where name.hasSuffix(".tmp") {
             try Directory.remove(directory + "/" + name)
+        }
+        var spares: [(path: String, bytes: Int)] = []
+        for name in names where name.hasSuffix(".spare") {
+            let path = directory + "/" + name
+            let bytes = (try? SegmentFile(path: path, create: false).size()) ?? 0
+            // One spare is all a roll needs; more (or any, when recycling is off) would only hold disk.
+            if configuration.recycleSegments && spares.isEmpty && bytes > 0 {
+                spares.append((path, bytes))
+            } else {
+                try Directory.remove(path)
+            }
         }
         let bases = names.compactMap(SegmentNames.baseOffset(ofLogFile:)).sorted()
         let stems = Set(bases.map(SegmentNames.stem))
@@ -86,8 +102,10 @@ struct LogLoader {
                     let scanner = SegmentScanner(file: segment.file, batchBytesMax: Int.max, verifyChecksums: false)
                     report.truncatedBatches += try scanner.countBatchShapes(from: outcome.validEnd)
                     report.truncatedBytes += outcome.fileSize - outcome.validEnd
+                    let recycledNote = checkpoint.segments[base]?.recycled == true
+                        ? " (the file was recycled: what follows its last batch includes its previous contents)" : ""
                     report.truncationReason = report.truncationReason
-                        ?? "\(SegmentNames.log(base)) at byte \(outcome.validEnd): \(outcome.stopReason ?? "trailing bytes")"
+                        ?? "\(SegmentNames.log(base)) at byte \(outcome.validEnd): \(outcome.stopReason ?? "trailing bytes")\(recycledNote)"
                     try segment.file.truncate(to: outcome.validEnd)
                     segment.size = outcome.validEnd
                 } else {
@@ -142,7 +160,7 @@ struct LogLoader {
         report.logStartOffset = segments[0].baseOffset
         report.logEndOffset = active.nextOffset
         report.recoveryPoint = checkpoint.recoveryPoint
-        return Loaded(segments: segments, report: report, checkpoint: checkpoint)
+        return Loaded(segments: segments, spares: spares, report: report, checkpoint: checkpoint)
     }
 
     /// Scans a whole segment with CRC and continuity checks, rebuilding its indexes and offsets from the data.

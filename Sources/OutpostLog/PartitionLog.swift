@@ -67,7 +67,11 @@ public struct LogStatistics: Hashable, Sendable {
     public var fsyncSecondsTotal: Double = 0
     public var lastFsyncSeconds: Double = 0
     public var segmentCount = 0
+    /// Bytes of batches in the log's segments.
     public var sizeBytes = 0
+    /// Bytes the log's files hold: `sizeBytes`, plus a recycled active segment's old contents past its end
+    /// and the spare segment file kept for the next roll (index files not counted).
+    public var diskBytes = 0
     public var logStartOffset: Offset = 0
     public var logEndOffset: Offset = 0
     public var durableEndOffset: Offset = 0
@@ -106,6 +110,21 @@ public final class PartitionLog: @unchecked Sendable {
     private let checkpointWriteLock = NSLock()
     private var statistics = LogStatistics()
     private var lastSynchronizeUptimeNanoseconds: UInt64 = 0
+    /// Retired segment files waiting to be reused by a roll (at most one; see `recycleSegments`).
+    private var spares: [SpareFile]
+    /// Group commit bookkeeping under `always`: appends since the flusher last started an fsync, how many
+    /// the last fsync carried, when it ended and how long it took.
+    private var appendsSinceSynchronize = 0
+    private var lastGroupAppends = 0
+    private var lastRoundEndUptimeNanoseconds: UInt64 = 0
+    private var lastFsyncNanoseconds: UInt64 = 0
+
+    struct SpareFile {
+        var path: String
+        var bytes: Int
+        /// The segment it was, while a reader may still hold it (nil once loaded from disk).
+        var retired: Segment?
+    }
 
 
     /// Opens (creating if needed) the log in `directory` and recovers it; see `LogLoader`.
@@ -148,6 +167,7 @@ public final class PartitionLog: @unchecked Sendable {
         durableEnd = nextOffset
         recoveryPoint = loaded.report.recoveryPoint
         checkpoint = loaded.checkpoint
+        spares = loaded.spares.map { SpareFile(path: $0.path, bytes: $0.bytes, retired: nil) }
     }
 
     deinit {
@@ -156,7 +176,8 @@ public final class PartitionLog: @unchecked Sendable {
         lock.lock()
         if !closed {
             closed = true
-            for segment in segments where segment.synchronizedSize < segment.size { try? segment.file.synchronize() }
+            if let active = segments.last { try? active.trimToSize() }
+            for segment in segments where segment.needsSynchronize { try? segment.file.synchronize() }
             for segment in segments { segment.writePendingIndexEntries() }
         }
         lock.broadcast()
@@ -177,6 +198,7 @@ public final class PartitionLog: @unchecked Sendable {
             var snapshot = statistics
             snapshot.segmentCount = segments.count
             snapshot.sizeBytes = segments.reduce(0) { $0 + $1.size }
+            snapshot.diskBytes = segments.reduce(0) { $0 + $1.fileBytes } + spares.reduce(0) { $0 + $1.bytes }
             snapshot.logStartOffset = logStart
             snapshot.logEndOffset = nextOffset
             snapshot.durableEndOffset = durableEnd
@@ -266,6 +288,7 @@ public final class PartitionLog: @unchecked Sendable {
         active.maxTimestamp = max(active.maxTimestamp, maxTimestamp)
         active.lastAppendMilliseconds = now
         nextOffset = offset
+        appendsSinceSynchronize += 1
         statistics.appendedBatches += headers.count
         statistics.appendedBytes += bytes.count
         // Wake the flusher: under `always` to fsync now, under `interval` to start its timer (it sleeps
@@ -288,11 +311,27 @@ public final class PartitionLog: @unchecked Sendable {
         return false
     }
 
-    /// Seals the active segment and starts a new one at `nextOffset`. Caller holds the lock.
+    /// Seals the active segment and starts a new one at `nextOffset`, in the spare file when there is one.
+    /// Caller holds the lock.
     private func roll(now: Int64) throws(LogError) -> Segment {
         let sealed = segments[segments.count - 1]
         sealed.writePendingIndexEntries()
-        let segment = try Segment(baseOffset: nextOffset, directory: directory, create: true, nowMilliseconds: now)
+        // A recycled file's old contents past the last batch go now; the flusher makes the size durable
+        // before the recovery point can pass this segment.
+        try sealed.trimToSize()
+        let segment: Segment
+        if let spare = takeSpare() {
+            do {
+                segment = try Segment.recycling(spare: spare.path, baseOffset: nextOffset, directory: directory, nowMilliseconds: now)
+            } catch {
+                logger.warning("could not reuse a spare segment file; creating a new one", metadata: ["path": "\(spare.path)", "error": "\(error)"])
+                try? Directory.remove(spare.path)
+                try? Directory.remove(directory + "/" + SegmentNames.log(nextOffset))
+                segment = try Segment(baseOffset: nextOffset, directory: directory, create: true, nowMilliseconds: now)
+            }
+        } else {
+            segment = try Segment(baseOffset: nextOffset, directory: directory, create: true, nowMilliseconds: now)
+        }
         // The new file's directory entry must be durable before anything in it can count as committed.
         try Directory.synchronize(directory)
         segment.nextOffset = nextOffset
@@ -300,10 +339,32 @@ public final class PartitionLog: @unchecked Sendable {
         let (indexChecksum, timeIndexChecksum) = sealed.indexChecksums()
         checkpoint.segments[sealed.baseOffset] = Checkpoint.SegmentEntry(
             createdMilliseconds: sealed.createdAtMilliseconds, indexChecksum: indexChecksum, timeIndexChecksum: timeIndexChecksum)
-        checkpoint.segments[segment.baseOffset] = Checkpoint.SegmentEntry(createdMilliseconds: now)
+        checkpoint.segments[segment.baseOffset] = Checkpoint.SegmentEntry(createdMilliseconds: now, recycled: segment.recycled)
         writeCheckpoint(checkpoint)
         if configuration.retentionBytes != nil { applyRetention(now: now) }
         return segment
+    }
+
+    /// The spare file a roll may reuse (lock held): not one a reader still holds as the segment it was,
+    /// since overwriting it would change bytes under that read.
+    private func takeSpare() -> SpareFile? {
+        guard configuration.recycleSegments else { return nil }
+        for index in spares.indices where spares[index].retired == nil || isKnownUniquelyReferenced(&spares[index].retired) {
+            return spares.remove(at: index)
+        }
+        return nil
+    }
+
+    /// Removes a segment retention deleted (lock held): its file becomes the spare when recycling and no
+    /// spare is kept yet, else it is deleted.
+    private func retire(_ segment: Segment) throws(LogError) {
+        guard configuration.recycleSegments && spares.isEmpty && segment.size > 0 else {
+            try segment.deleteFiles()
+            return
+        }
+        let path = directory + "/" + SegmentNames.spare(segment.baseOffset)
+        try segment.retire(asSpare: path)
+        spares.append(SpareFile(path: path, bytes: segment.fileBytes, retired: segment))
     }
 
     // MARK: Durability
@@ -400,12 +461,14 @@ public final class PartitionLog: @unchecked Sendable {
         }
         let target = nextOffset
         lastSynchronizeUptimeNanoseconds = DispatchTime.now().uptimeNanoseconds
-        let dirty = segments.filter { $0.synchronizedSize < $0.size }.map { ($0, $0.size) }
+        lastGroupAppends = appendsSinceSynchronize
+        appendsSinceSynchronize = 0
+        let dirty = segments.filter(\.needsSynchronize).map { (segment: $0, size: $0.size, trimmed: $0.metadataDirty) }
         synchronizeRequested = false
         lock.unlock()
         var error: LogError?
         let started = DispatchTime.now().uptimeNanoseconds
-        for (segment, _) in dirty {
+        for (segment, _, _) in dirty {
             do { try segment.file.synchronize() } catch let failed {
                 error = failed
                 break
@@ -414,8 +477,11 @@ public final class PartitionLog: @unchecked Sendable {
         if let delay = configuration.simulatedFsyncDelayMilliseconds, delay > 0 {
             Thread.sleep(forTimeInterval: Double(delay) / 1000)
         }
-        let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+        let ended = DispatchTime.now().uptimeNanoseconds
+        let seconds = Double(ended - started) / 1e9
         lock.lock()
+        lastRoundEndUptimeNanoseconds = ended
+        lastFsyncNanoseconds = ended - started
         var released: [@Sendable (Result<Void, LogError>) -> Void] = []
         var releasedResult: Result<Void, LogError> = .success(())
         if let error {
@@ -425,7 +491,10 @@ public final class PartitionLog: @unchecked Sendable {
             released = waiters.map(\.callback)
             waiters.removeAll()
         } else {
-            for (segment, size) in dirty { segment.synchronizedSize = max(segment.synchronizedSize, size) }
+            for (segment, size, trimmed) in dirty {
+                segment.synchronizedSize = max(segment.synchronizedSize, size)
+                if trimmed { segment.metadataDirty = false }
+            }
             if !dirty.isEmpty {
                 statistics.fsyncCount += 1
                 statistics.fsyncSecondsTotal += seconds
@@ -452,13 +521,24 @@ public final class PartitionLog: @unchecked Sendable {
     private func waitForWork() -> FlusherStep {
         let deadline = Date(timeIntervalSinceNow: 1)
         while true {
-            let unsynced = durableEnd < nextOffset || segments.contains { $0.synchronizedSize < $0.size }
+            let unsynced = durableEnd < nextOffset || segments.contains(where: \.needsSynchronize)
             if closed { return unsynced && failure == nil ? .synchronize : .stop }
             if failure != nil { return .stop }
             var wakeAt = deadline
             switch configuration.fsync {
             case .always:
-                if unsynced { return .synchronize }
+                // Gather: appenders released by the last fsync come back with their next append within
+                // moments. Starting the next fsync at the first of them would split them over two fsyncs
+                // (two waits each); so wait until as many appends as the last fsync carried have arrived,
+                // but no longer than that fsync took (1 ms at most). One appender never waits.
+                if unsynced {
+                    let now = DispatchTime.now().uptimeNanoseconds
+                    let gatherUntil = lastRoundEndUptimeNanoseconds + min(lastFsyncNanoseconds, 1_000_000)
+                    if lastGroupAppends <= 1 || appendsSinceSynchronize >= lastGroupAppends || synchronizeRequested || now >= gatherUntil {
+                        return .synchronize
+                    }
+                    wakeAt = min(wakeAt, Date(timeIntervalSinceNow: Double(gatherUntil - now) / 1e9))
+                }
             case .interval(let milliseconds):
                 if unsynced && synchronizeRequested { return .synchronize }
                 if unsynced {
@@ -468,7 +548,7 @@ public final class PartitionLog: @unchecked Sendable {
                     wakeAt = min(wakeAt, Date(timeIntervalSinceNow: Double(due - now) / 1e9))
                 }
             case .never:
-                if unsynced && (synchronizeRequested || segments.dropLast().contains { $0.synchronizedSize < $0.size }) { return .synchronize }
+                if unsynced && (synchronizeRequested || segments.dropLast().contains(where: \.needsSynchronize)) { return .synchronize }
             }
             if !lock.wait(until: wakeAt) && Date() >= deadline { return .idle }
         }
@@ -479,7 +559,7 @@ public final class PartitionLog: @unchecked Sendable {
     private func sealedSynchronizedEnd() -> Checkpoint? {
         guard segments.count > 1 else { return nil }
         let sealed = segments.dropLast()
-        guard sealed.allSatisfy({ $0.synchronizedSize >= $0.size }) else { return nil }
+        guard !sealed.contains(where: \.needsSynchronize) else { return nil }
         let end = segments[segments.count - 1].baseOffset
         guard end > recoveryPoint else { return nil }
         recoveryPoint = end
@@ -665,7 +745,7 @@ public final class PartitionLog: @unchecked Sendable {
     /// Deletes the oldest sealed segment whatever the retention floor says: the overflow policy
     /// `drop-oldest` when the disk budget is reached with data not yet replicated. Returns what was deleted
     /// (offsets and bytes) so the caller can count it and record the gap; nil when only the active segment
-    /// is left.
+    /// is left. The file is deleted, not kept for recycling: this path exists to free disk.
     public func dropOldestSegment() -> (offsets: Range<Offset>, bytes: Int)? {
         lock.lock()
         guard segments.count > 1 else {
@@ -732,7 +812,7 @@ public final class PartitionLog: @unchecked Sendable {
             checkpoint.segments[segment.baseOffset] = nil
             outcome.deletedSegments.append(segment.baseOffset)
             outcome.deletedBytes += segment.size
-            do { try segment.deleteFiles() } catch {
+            do { try retire(segment) } catch {
                 logger.error("could not delete a segment", metadata: ["path": "\(segment.logPath)", "error": "\(error)"])
             }
         }
@@ -762,8 +842,18 @@ public final class PartitionLog: @unchecked Sendable {
         var leftover = waiters.map(\.callback)
         waiters.removeAll()
         for segment in segments { segment.writePendingIndexEntries() }
+        // The active segment ends at its last batch on disk too: a recycled file's old contents go.
+        if failure == nil, let active = segments.last, active.recycled {
+            do {
+                try active.trimToSize()
+                try active.file.synchronize()
+                active.metadataDirty = false
+            } catch {
+                logger.warning("could not trim the active segment on close; the next open cuts its old contents", metadata: ["path": "\(active.logPath)", "error": "\(error)"])
+            }
+        }
         let end = nextOffset
-        let allSynchronized = failure == nil && segments.allSatisfy { $0.synchronizedSize >= $0.size }
+        let allSynchronized = failure == nil && !segments.contains(where: \.needsSynchronize)
         if allSynchronized { durableEnd = end }
         lock.unlock()
         var finalCheckpoint: Checkpoint?

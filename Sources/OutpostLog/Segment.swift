@@ -8,6 +8,8 @@ public enum SegmentNames {
     }
 
     public static func log(_ baseOffset: Offset) -> String { stem(baseOffset) + ".log" }
+    /// A retired segment's `.log` file kept for reuse by the next roll (see `LogConfiguration.recycleSegments`).
+    public static func spare(_ baseOffset: Offset) -> String { stem(baseOffset) + ".spare" }
     public static func index(_ baseOffset: Offset) -> String { stem(baseOffset) + ".index" }
     public static func timeIndex(_ baseOffset: Offset) -> String { stem(baseOffset) + ".timeindex" }
 
@@ -36,6 +38,14 @@ final class Segment: @unchecked Sendable {
     var corruptFrom: Int?
     /// Bytes known to be on disk (fsynced).
     var synchronizedSize: Int
+    /// The file was a retired segment's, reused: beyond `size` it still holds its previous contents, until
+    /// `trimToSize()` cuts them when the segment is sealed or closed.
+    var recycled = false
+    /// Bytes the file occupies: `size`, or more while a recycled file's old contents extend past it.
+    var fileBytes: Int { recycled ? max(size, recycledFileBytes) : size }
+    var recycledFileBytes = 0
+    /// A change the next fdatasync must carry although no bytes were appended (the trim's new file size).
+    var metadataDirty = false
     /// Wall-clock time (ms) of the first append since open, or of the file's creation; drives roll by age.
     var createdAtMilliseconds: Int64
     /// Wall-clock time (ms) of the last append; drives retention by age.
@@ -56,6 +66,36 @@ final class Segment: @unchecked Sendable {
         createdAtMilliseconds = create ? nowMilliseconds : modified
         lastAppendMilliseconds = create ? nowMilliseconds : modified
     }
+
+    /// Takes over `spare` (a retired segment's `.log` file) as this new segment's file: renamed to the new
+    /// name and overwritten from the start. The caller makes the rename durable (directory fsync).
+    static func recycling(spare: String, baseOffset: Offset, directory: String, nowMilliseconds: Int64) throws(LogError) -> Segment {
+        try Directory.rename(spare, to: directory + "/" + SegmentNames.log(baseOffset))
+        let segment = try Segment(baseOffset: baseOffset, directory: directory, create: false, nowMilliseconds: nowMilliseconds)
+        segment.recycled = true
+        segment.recycledFileBytes = segment.size
+        segment.size = 0
+        segment.synchronizedSize = 0
+        segment.createdAtMilliseconds = nowMilliseconds
+        segment.lastAppendMilliseconds = nowMilliseconds
+        // Appends overwrite partial pages; read the old contents in ahead so they are not read one page at
+        // a time inside appends on a box whose page cache dropped them.
+        segment.file.adviseWillNeed()
+        return segment
+    }
+
+    /// Cuts a recycled file's old contents beyond `size`, so the sealed (or closed) segment is exactly its
+    /// batches, as Kafka's tools expect. The new size becomes durable with the next fdatasync.
+    func trimToSize() throws(LogError) {
+        guard recycled else { return }
+        try file.truncate(to: size)
+        recycled = false
+        recycledFileBytes = 0
+        metadataDirty = true
+    }
+
+    /// Unsynced bytes or an unsynced trim.
+    var needsSynchronize: Bool { synchronizedSize < size || metadataDirty }
 
     func relativeOffset(_ offset: Offset) -> UInt32 { UInt32(clamping: offset - baseOffset) }
 
@@ -95,6 +135,13 @@ final class Segment: @unchecked Sendable {
     /// checkpoint when the segment is sealed.
     func indexChecksums() -> (UInt32, UInt32) {
         (CRC32C.checksum(SegmentIndexes.encode(indexes.offsets[...])), CRC32C.checksum(SegmentIndexes.encode(indexes.times[...])))
+    }
+
+    /// Renames the `.log` file to `spare` for a later roll to reuse, and deletes the index files.
+    func retire(asSpare spare: String) throws(LogError) {
+        try Directory.rename(logPath, to: spare)
+        try Directory.remove(indexPath)
+        try Directory.remove(timeIndexPath)
     }
 
     func deleteFiles() throws(LogError) {

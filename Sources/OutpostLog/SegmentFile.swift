@@ -83,6 +83,11 @@ final class SegmentFile: @unchecked Sendable {
         guard ftruncate(descriptor, off_t(size)) == 0 else { throw .io(operation: "truncate", path: path, errno: errno) }
     }
 
+    /// Starts reading the whole file into the page cache in the background (a hint; errors ignored).
+    func adviseWillNeed() {
+        _ = posix_fadvise(descriptor, 0, 0, Int32(POSIX_FADV_WILLNEED))
+    }
+
     /// fdatasync: the data and the metadata needed to read it (size) reach the disk.
     func synchronize() throws(LogError) {
         while fdatasync(descriptor) != 0 {

@@ -44,6 +44,12 @@ struct LogAppendCommand: ParsableCommand {
     @Flag(name: .customLong("report-committed"), help: "Print `committed PARTITION FIRST LAST` once each batch is fsynced.")
     var reportCommitted = false
 
+    @Option(name: .customLong("segment-bytes"), help: "Roll segments beyond this size (default 128 MiB).")
+    var segmentBytes: Int?
+
+    @Option(name: .customLong("retention-bytes"), help: "Delete (recycle) oldest segments beyond this total size (default: no bound).")
+    var retentionBytes: Int64?
+
     func validate() throws {
         guard TimestampPrecision(parsing: precision) != nil else { throw ValidationError("--precision must be one of ns, us, ms, s") }
         guard FsyncPolicy(parsing: fsync) != nil else { throw ValidationError("--fsync must be always, never or interval(MS)") }
@@ -55,6 +61,8 @@ struct LogAppendCommand: ParsableCommand {
     func run() throws {
         var configuration = LogConfiguration()
         configuration.fsync = FsyncPolicy(parsing: fsync) ?? .always
+        if let segmentBytes { configuration.segmentBytesMax = segmentBytes }
+        configuration.retentionBytes = retentionBytes
         let topicLog = try TopicLog(dataDirectory: dataDirectory, topic: topic, partitionCount: partitions, configuration: configuration)
         let parser = LineProtocolParser(precision: TimestampPrecision(parsing: precision) ?? .nanoseconds)
         let encoder = TelemetryRecordEncoder(deviceTag: deviceTag)

@@ -112,12 +112,23 @@ import Testing
             damages.append(.truncate(size: size))
         }
         let keptSize = bytes.count
-        if Int.random(in: 0..<4, using: &generator) == 0 {
+        switch Int.random(in: 0..<6, using: &generator) {
+        case 0:
             let count = Int.random(in: 1...200, using: &generator)
             let zeros = Bool.random(using: &generator)
             let junk = (0..<count).map { _ in zeros ? 0 : UInt8.random(in: 0...255, using: &generator) }
             bytes += junk
             damages.append(.junk(junk))
+        case 1 where built.bases.count > 1:
+            // What a recycled segment file holds past its new batches: an older segment's batches, whole
+            // and valid (CRC and all) but with lower offsets, entered at a batch boundary or mid-batch.
+            let older = try fileBytes(directory.path + "/" + SegmentNames.log(built.bases[0]))
+            let start = Bool.random(using: &generator) ? 0 : Int.random(in: 0..<older.count, using: &generator)
+            let stale = Array(older[start..<min(older.count, start + Int.random(in: 1...4000, using: &generator))])
+            bytes += stale
+            damages.append(.junk(stale))
+        default:
+            break
         }
         try writeFile(activePath, bytes)
 

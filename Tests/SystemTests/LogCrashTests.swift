@@ -12,7 +12,11 @@ import Glibc
 /// log is reopened (recovered), hold exactly the line that was sent, and the log must verify.
 ///
 /// The run is decided by one seed (`OUTPOST_CRASH_SEED`, printed on failure); `OUTPOST_CRASH_ROUNDS` sets
-/// the number of rounds (default 50) for a longer run.
+/// the number of rounds (default 50; the recycling variant runs half as many) for a longer run.
+///
+/// The second test runs the child with 4 KiB segments and 16 KiB retention, so segments roll and retention
+/// hands their files back for reuse every few batches: the child is killed while appending into a recycled
+/// file, whose old contents follow the new batches until recovery cuts them.
 @Suite(.serialized) struct LogCrashTests {
     static let topic = "crash"
     static let partitionCount = 3
@@ -63,13 +67,13 @@ import Glibc
         private var sawCommit = false
         private let firstCommit = DispatchSemaphore(value: 0)
 
-        init(dataDirectory: String, input: [UInt8]) throws {
+        init(dataDirectory: String, input: [UInt8], extraArguments: [String]) throws {
             process.executableURL = TestEnvironment.outpostBinary
             process.arguments = [
                 "log", "append", "--dir", dataDirectory, "--topic", LogCrashTests.topic,
                 "--partitions", String(LogCrashTests.partitionCount), "--batch-records", String(LogCrashTests.batchRecords),
                 "--fsync", "always", "--report-committed",
-            ]
+            ] + extraArguments
             let stdin = Pipe()
             let stdout = Pipe()
             let stderr = Pipe()
@@ -184,19 +188,31 @@ import Glibc
     }
 
     @Test func committedRecordsSurviveKillNine() throws {
+        try Self.crashRounds(rounds: Self.rounds, seed: Self.seed, extraArguments: [], recycling: false)
+    }
+
+    @Test func committedRecordsSurviveKillNineWhileSegmentFilesAreRecycled() throws {
+        try Self.crashRounds(
+            rounds: max(1, Self.rounds / 2), seed: Self.seed, extraArguments: ["--segment-bytes", "4096", "--retention-bytes", "16384"],
+            recycling: true)
+    }
+
+    /// With `recycling`, retention deletes old offsets: checks start at the log start offset, and the run must
+    /// have seen spare files and cut recycled files' old contents.
+    static func crashRounds(rounds: Int, seed: UInt64, extraArguments: [String], recycling: Bool) throws {
         signal(SIGPIPE, SIG_IGN)  // the input feeder writes into a pipe whose reader gets killed
-        let seed = Self.seed
-        let rounds = Self.rounds
         var generator = SplitMix64(seed: seed)
         let root = try TestEnvironment.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: root) }
-        let replay = "replay: OUTPOST_CRASH_SEED=\(seed) OUTPOST_CRASH_ROUNDS=\(rounds)"
+        let replay = "replay: OUTPOST_CRASH_SEED=\(seed) OUTPOST_CRASH_ROUNDS=\(Self.rounds)"
 
         var nextSequence = 0
         var killedRounds = 0
         var killedAfterCommits = 0
         var tornTails = 0
         var committedTotal = 0
+        var sparesSeen = 0
+        var recycledCuts = 0
         var round = 0
         while round < rounds {
             let dataDirectory = root.appendingPathComponent("data-\(round)").path
@@ -220,7 +236,7 @@ import Glibc
                 }
                 let input = Array(lines.map { $0.text + "\n" }.joined().utf8)
 
-                let child = try Child(dataDirectory: dataDirectory, input: input)
+                let child = try Child(dataDirectory: dataDirectory, input: input, extraArguments: extraArguments)
                 var killed = false
                 if !finishes {
                     if !killEarly {
@@ -248,15 +264,23 @@ import Glibc
                         #expect(committed.allSatisfy { $0.partition != partition }, "\(context): partition \(partition) reported commits but has no directory")
                         continue
                     }
+                    if (try FileManager.default.contentsOfDirectory(atPath: directory)).contains(where: { $0.hasSuffix(".spare") }) {
+                        sparesSeen += 1
+                    }
                     let log = try PartitionLog.open(directory: directory)
                     defer { try? log.close() }
                     let report = log.recoveryReport
                     if report.truncatedBytes > 0 { tornTails += 1 }
+                    if report.truncationReason?.contains("recycled") == true { recycledCuts += 1 }
                     #expect(report.corruptSealedSegments.isEmpty, "\(context): \(report.corruptSealedSegments)")
                     let end = Int(log.logEndOffset.rawValue)
                     #expect(end >= start, "\(context): partition \(partition) lost records of earlier rounds (end \(end) < \(start))")
                     #expect(end - start <= byPartition[partition].count, "\(context): partition \(partition) holds more than was sent")
                     let stored = end - start
+                    // Retention may have deleted this round's first offsets (never with `recycling` off).
+                    let logStart = Int(log.logStartOffset.rawValue)
+                    #expect(recycling || logStart == 0, "\(context)")
+                    let checkedFrom = max(start, logStart)
 
                     for report in committed where report.partition == partition {
                         #expect(report.last < Int64(end), "\(context): committed \(report.first)…\(report.last) of partition \(partition) is gone (end \(end))")
@@ -269,12 +293,12 @@ import Glibc
                     }
 
                     // The records this round added are exactly the lines sent, in order, with key and timestamp.
-                    let added = try Self.records(of: log, from: Offset(Int64(start)))
-                    #expect(added.count == stored, "\(context): partition \(partition) reads back \(added.count) records, end says \(stored)")
+                    let added = try Self.records(of: log, from: Offset(Int64(checkedFrom)))
+                    #expect(added.count == end - checkedFrom, "\(context): partition \(partition) reads back \(added.count) records from \(checkedFrom), end \(end)")
                     var mismatches: [String] = []
-                    for (index, record) in added.prefix(stored).enumerated() {
-                        let line = byPartition[partition][index]
-                        if record.offset != Int64(start + index) || record.value != Array(line.text.utf8)
+                    for (index, record) in added.prefix(end - checkedFrom).enumerated() {
+                        let line = byPartition[partition][checkedFrom - start + index]
+                        if record.offset != Int64(checkedFrom + index) || record.value != Array(line.text.utf8)
                             || record.key != Array(line.device.utf8) || record.timestampMilliseconds != line.timestampMilliseconds
                         {
                             mismatches.append("offset \(record.offset): \(String(decoding: record.value ?? [], as: UTF8.self)) ≠ \(line.text)")
@@ -295,14 +319,20 @@ import Glibc
                 let log = try PartitionLog.open(directory: directory)
                 defer { try? log.close() }
                 #expect(log.recoveryReport.truncatedBytes == 0, "a recovered, cleanly closed log was cut again (\(replay))")
-                let all = try Self.records(of: log, from: 0)
-                #expect(all.map(\.value) == expected[partition].map { Array($0.text.utf8) }, "\(dataDirectory) partition \(partition) differs from what was sent (\(replay))")
+                let logStart = Int(log.logStartOffset.rawValue)
+                let all = try Self.records(of: log, from: Offset(Int64(logStart)))
+                #expect(all.map(\.value) == expected[partition].dropFirst(logStart).map { Array($0.text.utf8) }, "\(dataDirectory) partition \(partition) differs from what was sent (\(replay))")
             }
         }
         // The run must actually have crashed children that had committed something.
         #expect(killedRounds >= rounds / 2, "only \(killedRounds) of \(rounds) rounds killed a running child (\(replay))")
         #expect(killedAfterCommits >= rounds / 2, "only \(killedAfterCommits) kills came after commits (\(replay))")
         #expect(committedTotal > 0)
-        print("crash test: \(rounds) rounds, \(killedRounds) kills (\(killedAfterCommits) after commits), \(committedTotal) commit reports, \(tornTails) torn tails cut; seed \(seed)")
+        if recycling {
+            // Recycling must really have happened: spare files on disk, and kills inside recycled files.
+            #expect(sparesSeen > 0, "no spare segment file was ever seen (\(replay))")
+            #expect(recycledCuts > 0, "no recovery cut a recycled file's old contents (\(replay))")
+        }
+        print("crash test\(recycling ? " (recycled segment files)" : ""): \(rounds) rounds, \(killedRounds) kills (\(killedAfterCommits) after commits), \(committedTotal) commit reports, \(tornTails) tails cut (\(recycledCuts) in recycled files), \(sparesSeen) spare files seen; seed \(seed)")
     }
 }

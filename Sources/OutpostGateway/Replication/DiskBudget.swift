@@ -33,7 +33,8 @@ final class DiskBudget: @unchecked Sendable {
         self.logger = logger
     }
 
-    var usedBytes: Int64 { logs.reduce(0) { $0 + Int64($1.currentStatistics().sizeBytes) } }
+    /// What the logs hold on disk, spare segment files included: the budget is disk.
+    var usedBytes: Int64 { logs.reduce(0) { $0 + Int64($1.currentStatistics().diskBytes) } }
 
     /// Called before appending `incoming` bytes. Returns when there is room (or the policy made room).
     func makeRoom(for incoming: Int) {

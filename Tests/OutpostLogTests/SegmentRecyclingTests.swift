@@ -1,0 +1,195 @@
+import Foundation
+import OutpostCore
+import Testing
+
+@testable import OutpostLog
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Retention hands a deleted segment's file to the next roll (`LogConfiguration.recycleSegments`): the log
+/// must read, recover and verify exactly as with fresh files, and a recycled file's old contents must never
+/// be read as batches.
+@Suite struct SegmentRecyclingTests {
+    static func inode(_ path: String) -> UInt64? {
+        var status = stat()
+        return stat(path, &status) == 0 ? UInt64(status.st_ino) : nil
+    }
+
+    static func names(_ directory: String, suffix: String) throws -> [String] {
+        try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(suffix) }.sorted()
+    }
+
+    /// Appends until retention has retired a segment into the spare file; returns its path.
+    static func fillUntilSpare(_ log: PartitionLog, _ directory: String, model: inout [StoredBatch], using generator: inout SplitMix64) throws -> String {
+        for _ in 0..<500 {
+            if let spare = try names(directory, suffix: ".spare").first { return directory + "/" + spare }
+            try appendBatch(log, randomRecords(count: 4, valueBytes: 100...300, using: &generator), into: &model)
+        }
+        Issue.record("retention never produced a spare file")
+        throw CancellationError()
+    }
+
+    @Test func retentionKeepsOneSpareAndTheNextRollReusesItsFile() throws {
+        let directory = try ScratchDirectory()
+        let configuration = LogConfiguration.testing(segmentBytesMax: 4096, retentionBytes: 12_288)
+        let log = try PartitionLog.open(directory: directory.path, configuration: configuration)
+        defer { try? log.close() }
+        var generator = SplitMix64(seed: 501)
+        var model: [StoredBatch] = []
+        let spare = try Self.fillUntilSpare(log, directory.path, model: &model, using: &generator)
+        let spareInode = try #require(Self.inode(spare))
+        let spareBytes = fileSize(spare)
+        // The retired segment's indexes are gone with it; only its data file waits.
+        let stem = String(spare.split(separator: "/").last!.dropLast(".spare".count))
+        #expect(!FileManager.default.fileExists(atPath: directory.sub(stem + ".index")))
+        #expect(try Self.names(directory.path, suffix: ".spare").count == 1)
+        let statistics = log.currentStatistics()
+        #expect(statistics.diskBytes >= statistics.sizeBytes + spareBytes)
+
+        // Append until the next roll: the new segment is the spare's file, renamed.
+        let basesBefore = try segmentBases(directory.path)
+        while try segmentBases(directory.path).last == basesBefore.last {
+            try appendBatch(log, randomRecords(count: 4, valueBytes: 100...300, using: &generator), into: &model)
+        }
+        let newBase = try #require(try segmentBases(directory.path).last)
+        #expect(Self.inode(directory.sub(SegmentNames.log(newBase))) == spareInode, "the roll did not reuse the spare file")
+        #expect(!FileManager.default.fileExists(atPath: spare))
+        // The file still holds old bytes past the new batches, yet reads return exactly what was appended.
+        let active = model.filter { $0.baseOffset >= newBase }
+        #expect(fileSize(directory.sub(SegmentNames.log(newBase))) > active.reduce(0) { $0 + $1.size })
+        let kept = model.filter { $0.baseOffset >= log.logStartOffset }
+        #expect(try readEverything(log) == kept.map(\.bytes))
+        #expect(try log.read(from: log.logEndOffset, maxBytes: 1 << 20).batchCount == 0)
+
+        // Once sealed by the next roll, the recycled segment is exactly its batches (Kafka's tools read it).
+        let recycledBase = newBase
+        while try segmentBases(directory.path).last == recycledBase {
+            try appendBatch(log, randomRecords(count: 4, valueBytes: 100...300, using: &generator), into: &model)
+        }
+        let sealed = model.filter { $0.baseOffset >= recycledBase && $0.baseOffset < (try! segmentBases(directory.path).last!) }
+        #expect(try fileBytes(directory.sub(SegmentNames.log(recycledBase))) == sealed.flatMap(\.bytes))
+    }
+
+    @Test func closeTrimsARecycledActiveSegmentAndReopenCutsNothing() throws {
+        let directory = try ScratchDirectory()
+        let configuration = LogConfiguration.testing(segmentBytesMax: 4096, retentionBytes: 12_288)
+        var generator = SplitMix64(seed: 502)
+        var model: [StoredBatch] = []
+        do {
+            let log = try PartitionLog.open(directory: directory.path, configuration: configuration)
+            _ = try Self.fillUntilSpare(log, directory.path, model: &model, using: &generator)
+            let base = try #require(try segmentBases(directory.path).last)
+            while try segmentBases(directory.path).last == base {
+                try appendBatch(log, randomRecords(count: 4, valueBytes: 100...300, using: &generator), into: &model)
+            }
+            // One batch into the recycled file, then close.
+            try appendBatch(log, randomRecords(count: 2, using: &generator), into: &model)
+            let start = log.logStartOffset
+            try log.close()
+            model.removeAll { $0.baseOffset < start }
+        }
+        let activeBase = try #require(try segmentBases(directory.path).last)
+        #expect(try fileBytes(directory.sub(SegmentNames.log(activeBase))) == model.filter { $0.baseOffset >= activeBase }.flatMap(\.bytes))
+        let check = try LogInspector.verify(partitionDirectory: directory.path)
+        #expect(check.isIntact, "\(check.problems)")
+        let reopened = try PartitionLog.open(directory: directory.path, configuration: configuration)
+        defer { try? reopened.close() }
+        #expect(reopened.recoveryReport.truncatedBytes == 0)
+        #expect(try readEverything(reopened) == model.map(\.bytes))
+        // The spare survived the restart and is used by the next roll.
+        let spare = try #require(try Self.names(directory.path, suffix: ".spare").first)
+        let spareInode = Self.inode(directory.sub(spare))
+        while try segmentBases(directory.path).last == activeBase {
+            try appendBatch(reopened, randomRecords(count: 4, valueBytes: 100...300, using: &generator), into: &model)
+        }
+        #expect(Self.inode(directory.sub(SegmentNames.log(try #require(try segmentBases(directory.path).last)))) == spareInode)
+    }
+
+    /// A crash (the files as they are while the log runs) leaves the recycled file's old contents after the
+    /// new batches: recovery keeps every fsynced batch, cuts the rest, says why, and the log verifies.
+    @Test func recoveryAfterACrashCutsTheOldContentsOfARecycledFile() throws {
+        let directory = try ScratchDirectory()
+        let crashed = directory.sub("crashed")
+        let configuration = LogConfiguration.testing(segmentBytesMax: 8192, retentionBytes: 24_576)
+        let log = try PartitionLog.open(directory: directory.sub("live"), configuration: configuration)
+        defer { try? log.close() }
+        var generator = SplitMix64(seed: 503)
+        var model: [StoredBatch] = []
+        _ = try Self.fillUntilSpare(log, directory.sub("live"), model: &model, using: &generator)
+        let base = try #require(try segmentBases(directory.sub("live")).last)
+        while try segmentBases(directory.sub("live")).last == base {
+            try appendBatch(log, randomRecords(count: 4, valueBytes: 100...300, using: &generator), into: &model)
+        }
+        try appendBatch(log, randomRecords(count: 3, using: &generator), into: &model)
+        try log.flush()
+        let recycledBase = try #require(try segmentBases(directory.sub("live")).last)
+        let recycledPath = directory.sub("live") + "/" + SegmentNames.log(recycledBase)
+        let newBytes = model.filter { $0.baseOffset >= recycledBase }.reduce(0) { $0 + $1.size }
+        let physical = fileSize(recycledPath)
+        #expect(physical > newBytes, "the active segment should still hold old contents")
+
+        // Copy the directory as a crash would leave it.
+        try FileManager.default.copyItem(atPath: directory.sub("live"), toPath: crashed)
+        let recovered = try PartitionLog.open(directory: crashed, configuration: configuration)
+        defer { try? recovered.close() }
+        let report = recovered.recoveryReport
+        #expect(report.truncatedBytes == physical - newBytes)
+        #expect(report.truncationReason?.contains("recycled") == true, "\(report.truncationReason ?? "nil")")
+        #expect(report.corruptSealedSegments.isEmpty)
+        #expect(report.deletedSegments.isEmpty)
+        let start = recovered.logStartOffset
+        #expect(try readEverything(recovered) == model.filter { $0.baseOffset >= start }.map(\.bytes))
+        #expect(fileSize(crashed + "/" + SegmentNames.log(recycledBase)) == newBytes)
+        #expect(try LogInspector.verify(partitionDirectory: crashed).isIntact)
+        // Appends continue at the recovered end.
+        var continued = model.filter { $0.baseOffset >= start }
+        let next = try appendBatch(recovered, randomRecords(count: 2, using: &generator), into: &continued)
+        #expect(next.baseOffset == model.last!.nextOffset)
+    }
+
+    @Test func withRecyclingOffRetentionDeletesFiles() throws {
+        let directory = try ScratchDirectory()
+        var configuration = LogConfiguration.testing(segmentBytesMax: 4096, retentionBytes: 12_288)
+        configuration.recycleSegments = false
+        let log = try PartitionLog.open(directory: directory.path, configuration: configuration)
+        defer { try? log.close() }
+        var generator = SplitMix64(seed: 504)
+        var model: [StoredBatch] = []
+        for _ in 0..<80 { try appendBatch(log, randomRecords(count: 4, valueBytes: 100...300, using: &generator), into: &model) }
+        #expect(log.logStartOffset > 0)
+        #expect(try Self.names(directory.path, suffix: ".spare").isEmpty)
+        let statistics = log.currentStatistics()
+        #expect(statistics.diskBytes == statistics.sizeBytes)
+        // And a spare left by an earlier run with recycling on is removed on open.
+        try writeFile(directory.sub(SegmentNames.spare(0)), [UInt8](repeating: 7, count: 4096))
+        try log.close()
+        let reopened = try PartitionLog.open(directory: directory.path, configuration: configuration)
+        defer { try? reopened.close() }
+        #expect(try Self.names(directory.path, suffix: ".spare").isEmpty)
+    }
+
+    /// The drop-oldest overflow path frees disk: it deletes, never keeps a spare.
+    @Test func droppingTheOldestSegmentDeletesItsFile() throws {
+        let directory = try ScratchDirectory()
+        let log = try PartitionLog.open(directory: directory.path, configuration: .testing(segmentBytesMax: 4096))
+        defer { try? log.close() }
+        var generator = SplitMix64(seed: 505)
+        var model: [StoredBatch] = []
+        for _ in 0..<40 { try appendBatch(log, randomRecords(count: 4, valueBytes: 100...300, using: &generator), into: &model) }
+        let before = log.currentStatistics().diskBytes
+        let dropped = try #require(log.dropOldestSegment())
+        #expect(try Self.names(directory.path, suffix: ".spare").isEmpty)
+        #expect(log.currentStatistics().diskBytes == before - dropped.bytes)
+    }
+
+    @Test func checkpointKeepsTheRecycledFlag() {
+        var checkpoint = Checkpoint()
+        checkpoint.recoveryPoint = 40
+        checkpoint.segments[0] = .init(createdMilliseconds: 5, indexChecksum: 0xA1, timeIndexChecksum: 0xB2, recycled: true)
+        checkpoint.segments[40] = .init(createdMilliseconds: 9, recycled: true)
+        checkpoint.segments[80] = .init(createdMilliseconds: 12)
+        #expect(Checkpoint.decode(checkpoint.encoded()) == checkpoint)
+    }
+}
