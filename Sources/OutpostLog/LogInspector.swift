@@ -46,7 +46,13 @@ public enum LogInspector {
             var batchStarts: [Int: Int64] = [:]
             var previousNext: Offset? = nil
             var offsetProblems: [Problem] = []
+            let recycled = checkpoint.segments[base]?.recycled == true
             let outcome = try scanner.scan(from: 0) { header, position in
+                // A recycled file still holds its previous contents past its new batches until it is sealed,
+                // closed or recovered: batches from below this segment's base, not part of the log.
+                if recycled, Offset(header.lastOffset) < base {
+                    return "the old contents of a recycled segment file follow (offset \(header.baseOffset)); the next open cuts them"
+                }
                 batchStarts[position] = header.baseOffset
                 check.batchCount += 1
                 check.recordCount += Int(header.recordCount)

@@ -105,9 +105,17 @@ public final class PartitionLog: @unchecked Sendable {
     private var closed = false
     private var flusherRunning = false
     private var retentionFloorOffset: Offset?
-    /// Guarded by `lock`; written to disk under `checkpointWriteLock` so writers never interleave.
+    /// Guarded by `lock`; written to disk under `checkpointWriteLock` so writers never interleave, off the
+    /// append path (`scheduleCheckpointWrite`): it only speeds recovery up, so it may trail the log.
     private var checkpoint: Checkpoint
     private let checkpointWriteLock = NSLock()
+    private let checkpointQueue = DispatchQueue(label: "outpost-log-checkpoint")
+    private var checkpointWriteScheduled = false
+    /// Directory changes (a segment created or renamed, a spare retired) count up; the flusher fsyncs the
+    /// directory before the next round's waiters are released, so a roll does no directory fsync under the
+    /// append lock. A new segment's data is never acknowledged before its directory entry is durable.
+    private var directoryGeneration: UInt64 = 0
+    private var directorySynchronizedGeneration: UInt64 = 0
     private var statistics = LogStatistics()
     private var lastSynchronizeUptimeNanoseconds: UInt64 = 0
     /// Retired segment files waiting to be reused by a roll (at most one; see `recycleSegments`).
@@ -118,12 +126,17 @@ public final class PartitionLog: @unchecked Sendable {
     private var lastGroupAppends = 0
     private var lastRoundEndUptimeNanoseconds: UInt64 = 0
     private var lastFsyncNanoseconds: UInt64 = 0
+    /// The flusher is in a timed wait for the rest of a group (see `waitForWork`).
+    private var flusherGathering = false
 
     struct SpareFile {
         var path: String
         var bytes: Int
         /// The segment it was, while a reader may still hold it (nil once loaded from disk).
         var retired: Segment?
+        /// Reusable once the directory fsync covering its rename is done: overwriting the file while a crash
+        /// could still bring back its old name would put new bytes into what looks like an old segment.
+        var directoryGeneration: UInt64
     }
 
 
@@ -167,7 +180,7 @@ public final class PartitionLog: @unchecked Sendable {
         durableEnd = nextOffset
         recoveryPoint = loaded.report.recoveryPoint
         checkpoint = loaded.checkpoint
-        spares = loaded.spares.map { SpareFile(path: $0.path, bytes: $0.bytes, retired: nil) }
+        spares = loaded.spares.map { SpareFile(path: $0.path, bytes: $0.bytes, retired: nil, directoryGeneration: 0) }
     }
 
     deinit {
@@ -292,8 +305,11 @@ public final class PartitionLog: @unchecked Sendable {
         statistics.appendedBatches += headers.count
         statistics.appendedBytes += bytes.count
         // Wake the flusher: under `always` to fsync now, under `interval` to start its timer (it sleeps
-        // untimed while the log is clean).
-        lock.broadcast()
+        // untimed while the log is clean). While it gathers a group it wakes itself once the group is
+        // complete or its deadline passes: waking it on every append costs the appenders CPU.
+        if !flusherGathering || appendsSinceSynchronize >= lastGroupAppends {
+            lock.broadcast()
+        }
         return AppendResult(
             firstOffset: firstOffset, lastOffset: offset + -1, batchCount: headers.count, bytes: bytes.count,
             maxTimestamp: maxTimestamp)
@@ -315,7 +331,12 @@ public final class PartitionLog: @unchecked Sendable {
     /// Caller holds the lock.
     private func roll(now: Int64) throws(LogError) -> Segment {
         let sealed = segments[segments.count - 1]
-        sealed.writePendingIndexEntries()
+        // The sealed segment's index files (hundreds of KiB for a full segment) are written on the
+        // checkpoint queue, off the append lock; its indexes no longer change.
+        let sealedOffsets = sealed.indexes.offsets
+        let sealedTimes = sealed.indexes.times
+        sealed.indexes.offsetsWritten = sealedOffsets.count
+        sealed.indexes.timesWritten = sealedTimes.count
         // A recycled file's old contents past the last batch go now; the flusher makes the size durable
         // before the recovery point can pass this segment.
         try sealed.trimToSize()
@@ -332,17 +353,56 @@ public final class PartitionLog: @unchecked Sendable {
         } else {
             segment = try Segment(baseOffset: nextOffset, directory: directory, create: true, nowMilliseconds: now)
         }
-        // The new file's directory entry must be durable before anything in it can count as committed.
-        try Directory.synchronize(directory)
+        // The new file's directory entry must be durable before anything in it counts as committed: the
+        // flusher fsyncs the directory in the round that first makes its data durable.
+        directoryGeneration += 1
         segment.nextOffset = nextOffset
         segments.append(segment)
-        let (indexChecksum, timeIndexChecksum) = sealed.indexChecksums()
-        checkpoint.segments[sealed.baseOffset] = Checkpoint.SegmentEntry(
-            createdMilliseconds: sealed.createdAtMilliseconds, indexChecksum: indexChecksum, timeIndexChecksum: timeIndexChecksum)
+        checkpoint.segments[sealed.baseOffset] = Checkpoint.SegmentEntry(createdMilliseconds: sealed.createdAtMilliseconds)
         checkpoint.segments[segment.baseOffset] = Checkpoint.SegmentEntry(createdMilliseconds: now, recycled: segment.recycled)
-        writeCheckpoint(checkpoint)
+        let sealedBase = sealed.baseOffset  // not the segment itself: a retired one must stay uniquely held
+        let recycledFile = segment.recycled ? segment.file : nil
+        checkpointQueue.async { [weak self] in
+            // Appends overwrite partial pages: read a recycled file's old contents in ahead, so a box whose
+            // page cache dropped them does not read them a page at a time inside appends. (Off the lock:
+            // the hint walks the whole file's pages.)
+            recycledFile?.adviseWillNeed()
+            self?.writeSealedIndexFiles(base: sealedBase, offsets: sealedOffsets, times: sealedTimes)
+        }
+        scheduleCheckpointWrite()
         if configuration.retentionBytes != nil { applyRetention(now: now) }
         return segment
+    }
+
+    /// Writes a sealed segment's index files and records their checksums in the checkpoint (on the
+    /// checkpoint queue). Until then, or if this fails, recovery rebuilds them from the batch headers.
+    private func writeSealedIndexFiles(base: Offset, offsets: [OffsetIndexEntry], times: [TimeIndexEntry]) {
+        let offsetBytes = SegmentIndexes.encode(offsets[...])
+        let timeBytes = SegmentIndexes.encode(times[...])
+        let stemPath = directory + "/" + SegmentNames.stem(base)
+        do {
+            for (path, bytes) in [(stemPath + ".index", offsetBytes), (stemPath + ".timeindex", timeBytes)] {
+                let file = try SegmentFile(path: path, create: true)
+                try file.truncate(to: 0)
+                try bytes.withBytes { (buffer) throws(LogError) in try file.writeAll(buffer, at: 0) }
+            }
+        } catch {
+            logger.warning("could not write a sealed segment's index files; recovery rebuilds them", metadata: ["path": "\(stemPath)", "error": "\(error)"])
+            return
+        }
+        lock.lock()
+        // Retention may have removed the segment meanwhile: then its entry (and these files) are moot.
+        if checkpoint.segments[base] != nil {
+            checkpoint.segments[base]?.indexChecksum = CRC32C.checksum(offsetBytes)
+            checkpoint.segments[base]?.timeIndexChecksum = CRC32C.checksum(timeBytes)
+            scheduleCheckpointWrite()
+        }
+        let retired = !segments.contains { $0.baseOffset == base }
+        lock.unlock()
+        if retired {
+            try? Directory.remove(stemPath + ".index")
+            try? Directory.remove(stemPath + ".timeindex")
+        }
     }
 
     /// The spare file a roll may reuse (lock held): not one a reader still holds as the segment it was,
@@ -350,6 +410,11 @@ public final class PartitionLog: @unchecked Sendable {
     private func takeSpare() -> SpareFile? {
         guard configuration.recycleSegments else { return nil }
         for index in spares.indices where spares[index].retired == nil || isKnownUniquelyReferenced(&spares[index].retired) {
+            if spares[index].directoryGeneration > directorySynchronizedGeneration {
+                // Rolled again before the flusher got to the directory: make the retirement durable here.
+                guard (try? Directory.synchronize(directory)) != nil else { return nil }
+                directorySynchronizedGeneration = directoryGeneration
+            }
             return spares.remove(at: index)
         }
         return nil
@@ -364,7 +429,32 @@ public final class PartitionLog: @unchecked Sendable {
         }
         let path = directory + "/" + SegmentNames.spare(segment.baseOffset)
         try segment.retire(asSpare: path)
-        spares.append(SpareFile(path: path, bytes: segment.fileBytes, retired: segment))
+        directoryGeneration += 1
+        spares.append(SpareFile(path: path, bytes: segment.fileBytes, retired: segment, directoryGeneration: directoryGeneration))
+    }
+
+    /// Gives back the disk recycling holds in reserve: deletes the spare file and cuts a recycled active
+    /// segment's old contents. For a disk budget that is full, before it drops data. Returns bytes freed.
+    @discardableResult
+    public func releaseRecyclingReserve() -> Int {
+        lock.lock()
+        let released = spares
+        spares.removeAll()
+        var freed = released.reduce(0) { $0 + $1.bytes }
+        if let active = segments.last, active.recycled {
+            let before = active.fileBytes
+            do {
+                try active.trimToSize()
+                freed += before - active.size
+            } catch {
+                logger.warning("could not trim the active segment", metadata: ["path": "\(active.logPath)", "error": "\(error)"])
+            }
+        }
+        if !released.isEmpty { directoryGeneration += 1 }
+        lock.broadcast()
+        lock.unlock()
+        for spare in released { try? Directory.remove(spare.path) }
+        return freed
     }
 
     // MARK: Durability
@@ -388,8 +478,8 @@ public final class PartitionLog: @unchecked Sendable {
             callback(.failure(.closed))
             return
         }
+        // No wake-up: the flusher's decisions depend on appended bytes, not on who waits for them.
         waiters.append((offset, callback))
-        lock.broadcast()
         lock.unlock()
     }
 
@@ -412,6 +502,7 @@ public final class PartitionLog: @unchecked Sendable {
             return
         }
         synchronizeRequested = true
+        lock.broadcast()
         lock.unlock()
         whenDurable(through: target + -1) { result in
             outcome.set(result)
@@ -463,13 +554,21 @@ public final class PartitionLog: @unchecked Sendable {
         lastSynchronizeUptimeNanoseconds = DispatchTime.now().uptimeNanoseconds
         lastGroupAppends = appendsSinceSynchronize
         appendsSinceSynchronize = 0
-        let dirty = segments.filter(\.needsSynchronize).map { (segment: $0, size: $0.size, trimmed: $0.metadataDirty) }
+        // Files and weak references only: a retired segment must stay uniquely held by its spare entry
+        // (see `takeSpare`) while this round fsyncs.
+        let dirty = segments.filter(\.needsSynchronize).map {
+            (segment: WeakSegment(segment: $0), file: $0.file, size: $0.size, trimmed: $0.metadataDirty)
+        }
+        let directoryTarget = directoryGeneration > directorySynchronizedGeneration ? directoryGeneration : nil
         synchronizeRequested = false
         lock.unlock()
         var error: LogError?
         let started = DispatchTime.now().uptimeNanoseconds
-        for (segment, _, _) in dirty {
-            do { try segment.file.synchronize() } catch let failed {
+        if directoryTarget != nil {
+            do { try Directory.synchronize(directory) } catch let failed { error = failed }
+        }
+        for entry in dirty where error == nil {
+            do { try entry.file.synchronize() } catch let failed {
                 error = failed
                 break
             }
@@ -491,10 +590,12 @@ public final class PartitionLog: @unchecked Sendable {
             released = waiters.map(\.callback)
             waiters.removeAll()
         } else {
-            for (segment, size, trimmed) in dirty {
-                segment.synchronizedSize = max(segment.synchronizedSize, size)
-                if trimmed { segment.metadataDirty = false }
+            for entry in dirty {
+                guard let segment = entry.segment.segment else { continue }
+                segment.synchronizedSize = max(segment.synchronizedSize, entry.size)
+                if entry.trimmed { segment.metadataDirty = false }
             }
+            if let directoryTarget { directorySynchronizedGeneration = max(directorySynchronizedGeneration, directoryTarget) }
             if !dirty.isEmpty {
                 statistics.fsyncCount += 1
                 statistics.fsyncSecondsTotal += seconds
@@ -509,11 +610,10 @@ public final class PartitionLog: @unchecked Sendable {
                 waiters = remaining
             }
         }
-        let newCheckpoint = sealedSynchronizedEnd()
+        if sealedSynchronizedEnd() { scheduleCheckpointWrite() }
         lock.broadcast()  // appenders held back by `unsynchronizedBytesMax`
         lock.unlock()
         for callback in released { callback(releasedResult) }
-        if let newCheckpoint { writeCheckpoint(newCheckpoint) }
         return true
     }
 
@@ -521,9 +621,12 @@ public final class PartitionLog: @unchecked Sendable {
     private func waitForWork() -> FlusherStep {
         let deadline = Date(timeIntervalSinceNow: 1)
         while true {
+            let directoryBehind = directoryGeneration > directorySynchronizedGeneration
             let unsynced = durableEnd < nextOffset || segments.contains(where: \.needsSynchronize)
-            if closed { return unsynced && failure == nil ? .synchronize : .stop }
+            if closed { return (unsynced || directoryBehind) && failure == nil ? .synchronize : .stop }
             if failure != nil { return .stop }
+            // Directory changes (a roll, a retired spare) are made durable promptly under every policy.
+            if directoryBehind { return .synchronize }
             var wakeAt = deadline
             switch configuration.fsync {
             case .always:
@@ -538,6 +641,10 @@ public final class PartitionLog: @unchecked Sendable {
                         return .synchronize
                     }
                     wakeAt = min(wakeAt, Date(timeIntervalSinceNow: Double(gatherUntil - now) / 1e9))
+                    flusherGathering = true
+                    _ = lock.wait(until: wakeAt)
+                    flusherGathering = false
+                    continue
                 }
             case .interval(let milliseconds):
                 if unsynced && synchronizeRequested { return .synchronize }
@@ -554,24 +661,41 @@ public final class PartitionLog: @unchecked Sendable {
         }
     }
 
-    /// The end of the sealed segments when all of them are fsynced and it moved past the recorded
-    /// recovery point (lock held). Recovery trusts segments below the recovery point.
-    private func sealedSynchronizedEnd() -> Checkpoint? {
-        guard segments.count > 1 else { return nil }
+    /// Moves the recovery point to the end of the sealed segments when all of them are fsynced and it moved
+    /// past the recorded one (lock held); true when it moved. Recovery trusts segments below it.
+    private func sealedSynchronizedEnd() -> Bool {
+        guard segments.count > 1 else { return false }
         let sealed = segments.dropLast()
-        guard !sealed.contains(where: \.needsSynchronize) else { return nil }
+        guard !sealed.contains(where: \.needsSynchronize) else { return false }
         let end = segments[segments.count - 1].baseOffset
-        guard end > recoveryPoint else { return nil }
+        guard end > recoveryPoint else { return false }
         recoveryPoint = end
         checkpoint.recoveryPoint = end
-        return checkpoint
+        return true
     }
 
-    /// Writes a snapshot of the checkpoint. A failure only costs a longer recovery scan next time (and an
-    /// index rebuild), so it is logged, not thrown.
-    private func writeCheckpoint(_ snapshot: Checkpoint) {
+    /// Has the checkpoint written soon on its own queue (lock held): its two fsyncs stay off the append
+    /// lock and out of the flusher's rounds. Requests coalesce; the write takes the latest state.
+    private func scheduleCheckpointWrite() {
+        guard !checkpointWriteScheduled else { return }
+        checkpointWriteScheduled = true
+        // A little later, so the changes around one roll (new segment, index checksums, recovery point,
+        // retention) share one write: each costs the disk journal commits that fsyncs would wait behind.
+        checkpointQueue.asyncAfter(deadline: .now() + .milliseconds(100)) { [weak self] in self?.writeCheckpoint(unlessClosed: true) }
+    }
+
+    /// Writes the current checkpoint. A failure only costs a longer recovery scan next time (and an index
+    /// rebuild), so it is logged, not thrown. Never called with `lock` held (lock order: write lock, then
+    /// `lock`).
+    private func writeCheckpoint(unlessClosed: Bool = false) {
         checkpointWriteLock.lock()
         defer { checkpointWriteLock.unlock() }
+        lock.lock()
+        checkpointWriteScheduled = false
+        let skip = unlessClosed && closed
+        let snapshot = checkpoint
+        lock.unlock()
+        if skip { return }
         do {
             try snapshot.write(directory: directory)
         } catch {
@@ -756,13 +880,12 @@ public final class PartitionLog: @unchecked Sendable {
         logStart = segments[0].baseOffset
         let newStart = logStart
         checkpoint.segments[oldest.baseOffset] = nil
-        let snapshot = checkpoint
         lock.unlock()
         do { try oldest.deleteFiles() } catch {
             logger.error("could not delete a dropped segment", metadata: ["path": "\(oldest.logPath)", "error": "\(error)"])
         }
         try? Directory.synchronize(directory)
-        writeCheckpoint(snapshot)
+        writeCheckpoint()
         logger.warning("dropped the oldest segment to stay within the disk budget", metadata: [
             "directory": "\(directory)", "offsets": "\(oldest.baseOffset)..<\(newStart)", "bytes": "\(oldest.size)",
         ])
@@ -816,8 +939,11 @@ public final class PartitionLog: @unchecked Sendable {
                 logger.error("could not delete a segment", metadata: ["path": "\(segment.logPath)", "error": "\(error)"])
             }
         }
-        try? Directory.synchronize(directory)
-        writeCheckpoint(checkpoint)
+        // A deleted segment that comes back after a crash is only old data again; the directory fsync and
+        // the checkpoint follow from the flusher and the checkpoint queue.
+        directoryGeneration += 1
+        lock.broadcast()
+        scheduleCheckpointWrite()
         outcome.logStartOffset = logStart
         logger.info("retention deleted segments", metadata: [
             "directory": "\(directory)", "segments": "\(outcome.deletedSegments.count)", "bytes": "\(outcome.deletedBytes)",
@@ -856,21 +982,25 @@ public final class PartitionLog: @unchecked Sendable {
         let allSynchronized = failure == nil && !segments.contains(where: \.needsSynchronize)
         if allSynchronized { durableEnd = end }
         lock.unlock()
-        var finalCheckpoint: Checkpoint?
         if allSynchronized {
             lock.lock()
             checkpoint.recoveryPoint = max(checkpoint.recoveryPoint, segments.last?.baseOffset ?? 0)
-            finalCheckpoint = checkpoint
             lock.unlock()
         }
-        if let finalCheckpoint {
+        // A scheduled write skips once closed; wait out one already writing, then write the last state here.
+        checkpointQueue.sync {}
+        if allSynchronized {
             for callback in leftover { callback(.success(())) }
             leftover.removeAll()
-            writeCheckpoint(finalCheckpoint)
+            writeCheckpoint()
         }
         for callback in leftover { callback(.failure(failure ?? .closed)) }
         if let failure { throw failure }
     }
+}
+
+struct WeakSegment {
+    weak var segment: Segment?
 }
 
 /// A value shared between a callback and a waiting thread.

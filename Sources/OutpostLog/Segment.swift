@@ -59,6 +59,8 @@ final class Segment: @unchecked Sendable {
         self.baseOffset = baseOffset
         self.directory = directory
         file = try SegmentFile(path: directory + "/" + SegmentNames.log(baseOffset), create: create)
+        // A new segment owns its name: bytes a failed roll left there must not become part of it.
+        if create { try file.truncate(to: 0) }
         size = try file.size()
         synchronizedSize = create ? 0 : size
         nextOffset = baseOffset
@@ -78,9 +80,6 @@ final class Segment: @unchecked Sendable {
         segment.synchronizedSize = 0
         segment.createdAtMilliseconds = nowMilliseconds
         segment.lastAppendMilliseconds = nowMilliseconds
-        // Appends overwrite partial pages; read the old contents in ahead so they are not read one page at
-        // a time inside appends on a box whose page cache dropped them.
-        segment.file.adviseWillNeed()
         return segment
     }
 

@@ -130,8 +130,27 @@ import Glibc
         let physical = fileSize(recycledPath)
         #expect(physical > newBytes, "the active segment should still hold old contents")
 
+        // The checkpoint, written in the background shortly after a roll, records that the file was recycled
+        // (recovery names it in its report); wait for that before the "crash".
+        let deadline = Date().addingTimeInterval(10)
+        let entry = "segment \(recycledBase.rawValue) created"
+        func recorded() -> Bool {
+            String(decoding: (try? fileBytes(directory.sub("live/checkpoint"))) ?? [], as: UTF8.self)
+                .split(separator: "\n").contains { $0.hasPrefix(entry) && $0.hasSuffix("recycled") }
+        }
+        while Date() < deadline, !recorded() {
+            Thread.sleep(forTimeInterval: 0.02)
+        }
         // Copy the directory as a crash would leave it.
-        try FileManager.default.copyItem(atPath: directory.sub("live"), toPath: crashed)
+        // (File by file: the checkpoint is rewritten in the background, its temporary file comes and goes.)
+        try FileManager.default.createDirectory(atPath: crashed, withIntermediateDirectories: true)
+        for name in try FileManager.default.contentsOfDirectory(atPath: directory.sub("live")) where !name.hasSuffix(".tmp") {
+            try writeFile(crashed + "/" + name, try fileBytes(directory.sub("live") + "/" + name))
+        }
+        // Before recovery, verify reports the old contents as not part of the log.
+        let before = try LogInspector.verify(partitionDirectory: crashed)
+        #expect(!before.isIntact)
+        #expect(before.problems.allSatisfy { $0.path.hasSuffix(SegmentNames.log(recycledBase)) }, "\(before.problems)")
         let recovered = try PartitionLog.open(directory: crashed, configuration: configuration)
         defer { try? recovered.close() }
         let report = recovered.recoveryReport

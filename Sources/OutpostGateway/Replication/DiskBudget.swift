@@ -40,6 +40,11 @@ final class DiskBudget: @unchecked Sendable {
     func makeRoom(for incoming: Int) {
         guard usedBytes + Int64(incoming) > budgetBytes else { return }
         for log in logs { log.enforceRetention() }
+        // Spare segment files (kept to be overwritten instead of appended to) are the cheapest bytes to
+        // give back: before any data is dropped or ingest blocks.
+        if usedBytes + Int64(incoming) > budgetBytes {
+            for log in logs { log.releaseRecyclingReserve() }
+        }
         var delayMilliseconds = 10
         while usedBytes + Int64(incoming) > budgetBytes {
             switch policy {
