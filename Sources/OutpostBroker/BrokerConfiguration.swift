@@ -170,7 +170,7 @@ public struct BrokerConfiguration: Hashable, Sendable {
         }
 
         let log = try root.section("log")
-        try log.rejectUnknownKeys(["fsync", "segment_bytes", "segment_age", "retention_bytes", "retention", "max_batch_bytes"])
+        try log.rejectUnknownKeys(["fsync", "segment_bytes", "segment_age", "retention_bytes", "retention", "max_batch_bytes", "recycle_segments"])
         if let fsync = try log.string("fsync") {
             guard let policy = FsyncPolicy(parsing: fsync) else { throw log.error("fsync", "expected always, never or interval(MS), found '\(fsync)'") }
             configuration.log.fsync = policy
@@ -179,6 +179,7 @@ public struct BrokerConfiguration: Hashable, Sendable {
         if let age = try log.milliseconds("segment_age") { configuration.log.segmentAgeMaxMilliseconds = age }
         if let bytes = try log.bytes("retention_bytes") { configuration.log.retentionBytes = bytes }
         if let age = try log.milliseconds("retention") { configuration.log.retentionMilliseconds = age }
+        if let recycle = try log.bool("recycle_segments") { configuration.log.recycleSegments = recycle }
         if let bytes = try log.bytes("max_batch_bytes") { configuration.log.batchBytesMax = Int(bytes) }
         do {
             _ = try configuration.log.validated()

@@ -137,7 +137,7 @@ public struct GatewayConfiguration: Sendable {
         if let tag = try gateway.string("device_tag") { configuration.deviceTag = tag }
 
         let log = try root.section("log")
-        try log.rejectUnknownKeys(["fsync", "segment_bytes", "segment_age", "retention_bytes", "retention", "unsynced_bytes"])
+        try log.rejectUnknownKeys(["fsync", "segment_bytes", "segment_age", "retention_bytes", "retention", "unsynced_bytes", "recycle_segments"])
         if let fsync = try log.string("fsync") {
             guard let policy = FsyncPolicy(parsing: fsync) else { throw log.error("fsync", "expected always, never or interval(MS), found '\(fsync)'") }
             configuration.log.fsync = policy
@@ -146,6 +146,7 @@ public struct GatewayConfiguration: Sendable {
         if let age = try log.milliseconds("segment_age") { configuration.log.segmentAgeMaxMilliseconds = age }
         if let bytes = try log.bytes("retention_bytes") { configuration.log.retentionBytes = bytes }
         if let age = try log.milliseconds("retention") { configuration.log.retentionMilliseconds = age }
+        if let recycle = try log.bool("recycle_segments") { configuration.log.recycleSegments = recycle }
         if let bytes = try log.bytes("unsynced_bytes") { configuration.log.unsynchronizedBytesMax = Int(max(bytes, 4096)) }
         // Rehearsing failures: a slow disk. Never set in production.
         let testing = try root.section("testing")

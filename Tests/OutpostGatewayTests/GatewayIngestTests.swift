@@ -214,7 +214,7 @@ import Testing
         }
         let configuration = try GatewayConfiguration.parse(yaml: """
             gateway: {id: edge-7, partitions: 6, topic: readings}
-            log: {fsync: always, segment_bytes: 8MiB, retention_bytes: 1GiB}
+            log: {fsync: always, segment_bytes: 8MiB, retention_bytes: 1GiB, recycle_segments: false}
             pipeline: {linger: 10ms, batch_bytes: 128KiB}
             listeners:
               udp: {enabled: false}
@@ -229,6 +229,7 @@ import Testing
         #expect(configuration.partitions == 6)
         #expect(configuration.log.fsync == .always)
         #expect(configuration.log.segmentBytesMax == 8 << 20)
+        #expect(configuration.log.recycleSegments == false)
         #expect(configuration.lingerMilliseconds == 10)
         #expect(configuration.udp == nil)
         #expect(configuration.mqtt?.broker.port == 1884)

@@ -1,15 +1,20 @@
 // End-to-end benchmark of OutpostLog against the disk's own fsync rate, measured in the same run.
 //
 //   swift run -c release --package-path Benchmarks outpost-log-bench [--dir DIR] [--seconds S] [--runs N]
+//       [--group-commit-only] [--percentiles] [--recovery-mib M]
 //
 // The scratch directories are created inside DIR (default /tmp) and removed at the end; DIR itself and
 // anything else in it are never touched.
 //
 // Reference: a bare loop that writes the same batch bytes to a file and fdatasyncs after each write; and
-// the same loop fdatasyncing once per 8 writes, the disk's own ceiling for a group commit of 8 appenders.
-// Scenarios: fsync always / interval(5ms) / never, with 1 and 8 concurrent appenders; append→durable
-// latency percentiles under `always`; recovery (open) time of a 1 GiB log. Each figure is the median of
-// --runs runs. Output is a Markdown table for docs/BENCHMARKS.md.
+// the same loop fdatasyncing once per 8 writes, the disk's own ceiling for a group commit of 8 appenders
+// appending to a file; and both loops overwriting a file written beforehand (what a recycled segment is).
+// Scenarios: fsync always / interval(5ms) / never, with 1 and 8 concurrent appenders, on a log in its
+// steady state under a retention budget (default 128 MiB segments, 512 MiB retention, filled untimed until
+// retention has retired a segment, so rolls reuse files as they do for a log that has run a while), and
+// `always` on a fresh log too (every segment a new file); append→durable latency percentiles under
+// `always`; recovery (open) time of a 1 GiB log. Each figure is the median of --runs runs. Output is a
+// Markdown table for docs/BENCHMARKS.md.
 import Foundation
 import Histogram
 import OutpostCore
@@ -24,6 +29,8 @@ struct Options {
     var seconds = 3.0
     var runs = 3
     var recoveryBytes = 1 << 30
+    var groupCommitOnly = false
+    var percentiles = false
 
     init(arguments: [String]) {
         var iterator = arguments.dropFirst().makeIterator()
@@ -34,6 +41,10 @@ struct Options {
             case "--seconds": seconds = Double(iterator.next() ?? "") ?? seconds
             case "--runs": runs = Int(iterator.next() ?? "") ?? runs
             case "--recovery-mib": recoveryBytes = (Int(iterator.next() ?? "") ?? 1024) << 20
+            // Only the references and the group-commit row (8 appenders, fsync always, steady state).
+            case "--group-commit-only": groupCommitOnly = true
+            // Per run under `always`: p90/p95/p99/p99.9/max, and the mean fsync time and batches per fsync.
+            case "--percentiles": percentiles = true
             default:
                 FileHandle.standardError.write(Data("unknown argument \(argument)\n".utf8))
                 exit(2)
@@ -88,12 +99,25 @@ func freshDirectory(_ path: String) {
 /// batches and then fdatasyncs once: the best any group commit of `groupSize` appenders could do on this
 /// disk (no locking, no waiting to gather the group). Each batch's latency runs from the start of its own
 /// write to the end of the fdatasync that covers it.
-func bareLoop(directory: String, batches: [[UInt8]], seconds: Double, groupSize: Int = 1) -> Result {
+///
+/// With `overwriting`, the file is first written to 512 MiB and fsynced (untimed), and the loop writes over
+/// it from the start (wrapping around): no block allocation, no size change, so no journal commit per fsync.
+func bareLoop(directory: String, batches: [[UInt8]], seconds: Double, groupSize: Int = 1, overwriting: Bool = false) -> Result {
     freshDirectory(directory)
     let path = directory + "/bare.log"
     let descriptor = open(path, O_RDWR | O_CREAT | O_TRUNC, 0o644)
     precondition(descriptor >= 0)
     defer { close(descriptor) }
+    let overwriteBytes = 512 << 20
+    if overwriting {
+        let block = [UInt8](repeating: 0, count: 1 << 20)
+        for index in 0..<(overwriteBytes >> 20) {
+            block.withUnsafeBytes { buffer in
+                precondition(pwrite(descriptor, buffer.baseAddress, buffer.count, off_t(index << 20)) == buffer.count)
+            }
+        }
+        precondition(fsync(descriptor) == 0)
+    }
     var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
     var position = 0
     var bytes = 0
@@ -110,6 +134,7 @@ func bareLoop(directory: String, batches: [[UInt8]], seconds: Double, groupSize:
                 precondition(pwrite(descriptor, buffer.baseAddress, buffer.count, off_t(position)) == buffer.count)
             }
             position += batch.count
+            if overwriting && position + 256 << 10 > overwriteBytes { position = 0 }
             bytes += batch.count
             count += 1
         }
@@ -126,11 +151,29 @@ func bareLoop(directory: String, batches: [[UInt8]], seconds: Double, groupSize:
 
 /// `appenders` threads append for `seconds`. Under `always` each waits for its append to be durable
 /// before the next (like a producer with acks), recording append→durable latency.
-func logRun(directory: String, batches: [[UInt8]], policy: FsyncPolicy, appenders: Int, seconds: Double) throws -> Result {
+///
+/// `steadyState`: the log has a retention budget and is filled (untimed, fsync never) until retention has
+/// retired a segment, whose file the next roll reuses; otherwise a fresh log with default settings.
+func logRun(directory: String, batches: [[UInt8]], policy: FsyncPolicy, appenders: Int, seconds: Double, steadyState: Bool) throws -> Result {
     freshDirectory(directory)
+    let partition = directory + "/p-0"
     var configuration = LogConfiguration()
+    if steadyState {
+        // Default segment size (128 MiB); retention of four segments.
+        configuration.retentionBytes = Int64(configuration.segmentBytesMax) * 4
+        configuration.fsync = .never
+        let filling = try PartitionLog.open(directory: partition, configuration: configuration)
+        var index = 0
+        while !((try? FileManager.default.contentsOfDirectory(atPath: partition)) ?? []).contains(where: { $0.hasSuffix(".spare") }) {
+            for _ in 0..<64 {
+                _ = try filling.append(batches[index % batches.count])
+                index += 1
+            }
+        }
+        try filling.close()
+    }
     configuration.fsync = policy
-    let log = try PartitionLog.open(directory: directory + "/p-0", configuration: configuration)
+    let log = try PartitionLog.open(directory: partition, configuration: configuration)
     let waitForDurability = policy == .always
     let histograms = (0..<appenders).map { _ in Box(Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)) }
     let appended = (0..<appenders).map { _ in Box(0) }
@@ -165,6 +208,9 @@ func logRun(directory: String, batches: [[UInt8]], policy: FsyncPolicy, appender
     try log.close()
     var merged = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
     for histogram in histograms { merged.add(histogram.value) }
+    if waitForDurability && options.percentiles {
+        print("  percentiles µs: p90 \(merged.valueAtPercentile(90)) p95 \(merged.valueAtPercentile(95)) p99 \(merged.valueAtPercentile(99)) p99.9 \(merged.valueAtPercentile(99.9)) max \(merged.max); rolls \(statistics.segmentCount); mean fsync µs \(Int(statistics.fsyncSecondsTotal / Double(max(1, statistics.fsyncCount)) * 1e6)) over \(statistics.fsyncCount), batches \(statistics.appendedBatches)")
+    }
     let bytes = appended.reduce(0) { $0 + $1.value }
     return Result(
         bytesPerSecond: Double(bytes) / elapsed, batchesPerSecond: Double(statistics.appendedBatches) / elapsed,
@@ -251,15 +297,30 @@ print("| bare write+fdatasync loop | \(format(bare, reference: nil)) |")
 // The disk's ceiling for group commit: 8 batches per fdatasync with nothing else in the way.
 let ideal = medianResult((0..<options.runs).map { _ in bareLoop(directory: options.directory, batches: batches, seconds: options.seconds, groupSize: 8) })
 print("| bare loop, 8 writes per fdatasync (ideal group of 8) | \(format(ideal, reference: bare)) |")
-for policy in [FsyncPolicy.always, .interval(milliseconds: 5), .never] {
-    for appenders in [1, 8] {
-        let runs = try (0..<options.runs).map { _ in
-            try logRun(directory: options.directory, batches: batches, policy: policy, appenders: appenders, seconds: options.seconds)
-        }
-        print("| log fsync \(policy), \(appenders) appender\(appenders == 1 ? "" : "s") | \(format(medianResult(runs), reference: bare)) |")
+let bareOverwriting = medianResult((0..<options.runs).map { _ in
+    bareLoop(directory: options.directory, batches: batches, seconds: options.seconds, overwriting: true)
+})
+print("| bare loop overwriting a written file | \(format(bareOverwriting, reference: bare)) |")
+let idealOverwriting = medianResult((0..<options.runs).map { _ in
+    bareLoop(directory: options.directory, batches: batches, seconds: options.seconds, groupSize: 8, overwriting: true)
+})
+print("| bare loop overwriting, 8 writes per fdatasync | \(format(idealOverwriting, reference: bare)) |")
+for (policy, appenders, steadyState) in [
+    (FsyncPolicy.always, 1, true), (.always, 8, true), (.always, 8, false), (.interval(milliseconds: 5), 1, true),
+    (.interval(milliseconds: 5), 8, true), (.never, 1, true), (.never, 8, true),
+] where !options.groupCommitOnly || (policy == .always && appenders == 8 && steadyState) {
+    let runs = try (0..<options.runs).map { _ in
+        try logRun(directory: options.directory, batches: batches, policy: policy, appenders: appenders, seconds: options.seconds, steadyState: steadyState)
     }
+    let name = "log fsync \(policy), \(appenders) appender\(appenders == 1 ? "" : "s")\(steadyState ? "" : ", fresh log (no file to recycle)")"
+    print("| \(name) | \(format(medianResult(runs), reference: bare)) |")
 }
+print("\nCRC-32C: \(CRC32C.usesHardware ? "CPU instruction" : "tables")")
 
+if options.groupCommitOnly {
+    try? FileManager.default.removeItem(atPath: options.directory)
+    exit(0)
+}
 var cleanOpens: [Double] = []
 var rebuildOpens: [Double] = []
 var lastReport = RecoveryReport()
