@@ -148,6 +148,7 @@ public enum LogInspector {
         for file in files {
             let segment = try SegmentFile(path: file, create: false)
             let size = try segment.size()
+            let base = SegmentNames.baseOffset(ofLogFile: String(file.split(separator: "/").last ?? ""))
             var position = 0
             while position < size {
                 let headerBytes = try segment.read(RecordBatchLayout.headerSize, at: position)
@@ -155,6 +156,12 @@ public enum LogInspector {
                     header.totalSize >= RecordBatchLayout.headerSize, position + header.totalSize <= size
                 else {
                     onProblem(Problem(path: file, position: position, message: "unreadable batch; \(size - position) bytes not shown"))
+                    break
+                }
+                // A batch wholly below the segment's base offset is not the segment's: the old contents of a
+                // recycled file that a crash left past its last batch (the next open cuts them).
+                if let base, Offset(header.lastOffset) < base {
+                    onProblem(Problem(path: file, position: position, message: "old contents of a recycled segment file (offset \(header.baseOffset) is below the segment's base \(base)); \(size - position) bytes not shown"))
                     break
                 }
                 let bytes = try segment.read(header.totalSize, at: position)

@@ -284,7 +284,13 @@ public final class PartitionLog: @unchecked Sendable {
             }
         }
         let writePosition = active.size
-        try bytes.withBytes { (buffer) throws(LogError) in try active.file.writeAll(buffer, at: writePosition) }
+        do {
+            try bytes.withBytes { (buffer) throws(LogError) in try active.file.writeAll(buffer, at: writePosition) }
+        } catch {
+            // writeAll cut the file back to `writePosition`: a recycled file's old contents went with it.
+            if active.recycled { active.recycledFileBytes = writePosition }
+            throw error
+        }
         // Written: now account for it.
         let firstOffset = nextOffset
         position = 0

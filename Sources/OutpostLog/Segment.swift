@@ -139,8 +139,10 @@ final class Segment: @unchecked Sendable {
     /// Renames the `.log` file to `spare` for a later roll to reuse, and deletes the index files.
     func retire(asSpare spare: String) throws(LogError) {
         try Directory.rename(logPath, to: spare)
-        try Directory.remove(indexPath)
-        try Directory.remove(timeIndexPath)
+        // Once renamed, the file is the spare whatever happens to the index files (the next open removes
+        // index files whose segment is gone).
+        try? Directory.remove(indexPath)
+        try? Directory.remove(timeIndexPath)
     }
 
     func deleteFiles() throws(LogError) {

@@ -203,6 +203,27 @@ import Glibc
         #expect(log.currentStatistics().diskBytes == before - dropped.bytes)
     }
 
+    /// Old batches at a batch boundary after the new ones (what a crash can leave in a recycled file) are
+    /// valid batches with offsets below the segment's base: dump must not print them as the segment's.
+    @Test func dumpStopsAtOldBatchesPastTheNewOnes() throws {
+        let directory = try ScratchDirectory()
+        let log = try PartitionLog.open(directory: directory.path, configuration: .testing(segmentBytesMax: 4096))
+        var generator = SplitMix64(seed: 506)
+        var model: [StoredBatch] = []
+        for _ in 0..<20 { try appendBatch(log, randomRecords(count: 4, valueBytes: 100...300, using: &generator), into: &model) }
+        try log.close()
+        let bases = try segmentBases(directory.path)
+        let activePath = directory.sub(SegmentNames.log(bases.last!))
+        let newBatches = model.filter { $0.baseOffset >= bases.last! }
+        try writeFile(activePath, try fileBytes(activePath) + (try fileBytes(directory.sub(SegmentNames.log(bases[0])))))
+        var dumped: [Offset] = []
+        var problems: [LogInspector.Problem] = []
+        try LogInspector.dump(path: activePath, decodeRecords: false, visit: { dumped.append(Offset($0.header.baseOffset)) }, onProblem: { problems.append($0) })
+        #expect(dumped == newBatches.map(\.baseOffset))
+        #expect(problems.count == 1)
+        #expect(problems.first?.message.contains("recycled") == true, "\(problems)")
+    }
+
     @Test func checkpointKeepsTheRecycledFlag() {
         var checkpoint = Checkpoint()
         checkpoint.recoveryPoint = 40
