@@ -214,6 +214,12 @@ public enum LogInspector {
             var lastGoodNext: Int64?
             while position < bytes.count {
                 if let header = try? RecordBatchValidation.validate(bytes, at: position), header.totalSize <= batchBytesMax {
+                    if header.lastOffset < base.rawValue || (lastGoodNext.map { header.baseOffset < $0 } ?? false) {
+                        // Offsets going backwards: a recycled file's old contents, never part of this segment.
+                        report.lostBytes += bytes.count - position
+                        report.lostRegions.append((path, position, bytes.count - position, nil))
+                        break
+                    }
                     saved += bytes[position..<(position + header.totalSize)]
                     report.savedBatches += 1
                     report.savedBytes += header.totalSize

@@ -205,7 +205,7 @@ import Glibc
 
     /// Old batches at a batch boundary after the new ones (what a crash can leave in a recycled file) are
     /// valid batches with offsets below the segment's base: dump must not print them as the segment's.
-    @Test func dumpStopsAtOldBatchesPastTheNewOnes() throws {
+    @Test func dumpAndSalvageStopAtOldBatchesPastTheNewOnes() throws {
         let directory = try ScratchDirectory()
         let log = try PartitionLog.open(directory: directory.path, configuration: .testing(segmentBytesMax: 4096))
         var generator = SplitMix64(seed: 506)
@@ -222,6 +222,17 @@ import Glibc
         #expect(dumped == newBatches.map(\.baseOffset))
         #expect(problems.count == 1)
         #expect(problems.first?.message.contains("recycled") == true, "\(problems)")
+
+        // Salvage keeps the new batches and counts the old ones as lost; the salvaged log opens clean.
+        let oldBytes = fileSize(directory.sub(SegmentNames.log(bases[0])))
+        let salvaged = directory.sub("salvaged")
+        let report = try LogInspector.salvage(partitionDirectory: directory.path, into: salvaged)
+        #expect(report.lostBytes == oldBytes)
+        let reopened = try PartitionLog.open(directory: salvaged, configuration: .testing(segmentBytesMax: 4096))
+        defer { try? reopened.close() }
+        #expect(reopened.recoveryReport.truncatedBytes == 0)
+        #expect(reopened.recoveryReport.corruptSealedSegments.isEmpty)
+        #expect(try readEverything(reopened) == model.map(\.bytes))
     }
 
     @Test func checkpointKeepsTheRecycledFlag() {
