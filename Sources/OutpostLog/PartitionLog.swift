@@ -288,7 +288,7 @@ public final class PartitionLog: @unchecked Sendable {
             try bytes.withBytes { (buffer) throws(LogError) in try active.file.writeAll(buffer, at: writePosition) }
         } catch {
             // writeAll cut the file back to `writePosition`: a recycled file's old contents went with it.
-            if active.recycled { active.recycledFileBytes = writePosition }
+            active.oldContentsEnd = min(active.oldContentsEnd, writePosition)
             throw error
         }
         // Written: now account for it.
@@ -353,7 +353,6 @@ public final class PartitionLog: @unchecked Sendable {
             } catch {
                 logger.warning("could not reuse a spare segment file; creating a new one", metadata: ["path": "\(spare.path)", "error": "\(error)"])
                 try? Directory.remove(spare.path)
-                try? Directory.remove(directory + "/" + SegmentNames.log(nextOffset))
                 segment = try Segment(baseOffset: nextOffset, directory: directory, create: true, nowMilliseconds: now)
             }
         } else {
@@ -383,31 +382,25 @@ public final class PartitionLog: @unchecked Sendable {
     /// Writes a sealed segment's index files and records their checksums in the checkpoint (on the
     /// checkpoint queue). Until then, or if this fails, recovery rebuilds them from the batch headers.
     private func writeSealedIndexFiles(base: Offset, offsets: [OffsetIndexEntry], times: [TimeIndexEntry]) {
-        let offsetBytes = SegmentIndexes.encode(offsets[...])
-        let timeBytes = SegmentIndexes.encode(times[...])
-        let stemPath = directory + "/" + SegmentNames.stem(base)
+        let checksums: (index: UInt32, timeIndex: UInt32)
         do {
-            for (path, bytes) in [(stemPath + ".index", offsetBytes), (stemPath + ".timeindex", timeBytes)] {
-                let file = try SegmentFile(path: path, create: true)
-                try file.truncate(to: 0)
-                try bytes.withBytes { (buffer) throws(LogError) in try file.writeAll(buffer, at: 0) }
-            }
+            checksums = try Segment.writeIndexFiles(directory: directory, baseOffset: base, offsets: offsets, times: times)
         } catch {
-            logger.warning("could not write a sealed segment's index files; recovery rebuilds them", metadata: ["path": "\(stemPath)", "error": "\(error)"])
+            logger.warning("could not write a sealed segment's index files; recovery rebuilds them", metadata: ["segment": "\(base)", "error": "\(error)"])
             return
         }
         lock.lock()
         // Retention may have removed the segment meanwhile: then its entry (and these files) are moot.
         if checkpoint.segments[base] != nil {
-            checkpoint.segments[base]?.indexChecksum = CRC32C.checksum(offsetBytes)
-            checkpoint.segments[base]?.timeIndexChecksum = CRC32C.checksum(timeBytes)
+            checkpoint.segments[base]?.indexChecksum = checksums.index
+            checkpoint.segments[base]?.timeIndexChecksum = checksums.timeIndex
             scheduleCheckpointWrite()
         }
         let retired = !segments.contains { $0.baseOffset == base }
         lock.unlock()
         if retired {
-            try? Directory.remove(stemPath + ".index")
-            try? Directory.remove(stemPath + ".timeindex")
+            try? Directory.remove(directory + "/" + SegmentNames.index(base))
+            try? Directory.remove(directory + "/" + SegmentNames.timeIndex(base))
         }
     }
 

@@ -38,12 +38,13 @@ final class Segment: @unchecked Sendable {
     var corruptFrom: Int?
     /// Bytes known to be on disk (fsynced).
     var synchronizedSize: Int
-    /// The file was a retired segment's, reused: beyond `size` it still holds its previous contents, until
-    /// `trimToSize()` cuts them when the segment is sealed or closed.
-    var recycled = false
-    /// Bytes the file occupies: `size`, or more while a recycled file's old contents extend past it.
-    var fileBytes: Int { recycled ? max(size, recycledFileBytes) : size }
-    var recycledFileBytes = 0
+    /// Where a reused (recycled) file's previous contents end; 0 for a file that was new. Past `size` they
+    /// are still there until `trimToSize()` cuts them when the segment is sealed or closed.
+    var oldContentsEnd = 0
+    /// The file still holds old contents past the segment's batches.
+    var recycled: Bool { oldContentsEnd > size }
+    /// Bytes the file occupies.
+    var fileBytes: Int { max(size, oldContentsEnd) }
     /// A change the next fdatasync must carry although no bytes were appended (the trim's new file size).
     var metadataDirty = false
     /// Wall-clock time (ms) of the first append since open, or of the file's creation; drives roll by age.
@@ -74,8 +75,7 @@ final class Segment: @unchecked Sendable {
     static func recycling(spare: String, baseOffset: Offset, directory: String, nowMilliseconds: Int64) throws(LogError) -> Segment {
         try Directory.rename(spare, to: directory + "/" + SegmentNames.log(baseOffset))
         let segment = try Segment(baseOffset: baseOffset, directory: directory, create: false, nowMilliseconds: nowMilliseconds)
-        segment.recycled = true
-        segment.recycledFileBytes = segment.size
+        segment.oldContentsEnd = segment.size
         segment.size = 0
         segment.synchronizedSize = 0
         segment.createdAtMilliseconds = nowMilliseconds
@@ -88,8 +88,7 @@ final class Segment: @unchecked Sendable {
     func trimToSize() throws(LogError) {
         guard recycled else { return }
         try file.truncate(to: size)
-        recycled = false
-        recycledFileBytes = 0
+        oldContentsEnd = 0
         metadataDirty = true
     }
 
@@ -103,13 +102,13 @@ final class Segment: @unchecked Sendable {
     func writePendingIndexEntries() {
         if indexes.offsetsWritten < indexes.offsets.count {
             let bytes = SegmentIndexes.encode(indexes.offsets[indexes.offsetsWritten...])
-            if (try? appendToFile(indexPath, bytes, at: indexes.offsetsWritten * OffsetIndexEntry.size)) != nil {
+            if (try? Self.appendToFile(indexPath, bytes, at: indexes.offsetsWritten * OffsetIndexEntry.size)) != nil {
                 indexes.offsetsWritten = indexes.offsets.count
             }
         }
         if indexes.timesWritten < indexes.times.count {
             let bytes = SegmentIndexes.encode(indexes.times[indexes.timesWritten...])
-            if (try? appendToFile(timeIndexPath, bytes, at: indexes.timesWritten * TimeIndexEntry.size)) != nil {
+            if (try? Self.appendToFile(timeIndexPath, bytes, at: indexes.timesWritten * TimeIndexEntry.size)) != nil {
                 indexes.timesWritten = indexes.times.count
             }
         }
@@ -124,7 +123,19 @@ final class Segment: @unchecked Sendable {
         writePendingIndexEntries()
     }
 
-    private func appendToFile(_ path: String, _ bytes: [UInt8], at position: Int) throws(LogError) {
+    /// Writes a sealed segment's whole index files from a copy of its entries (no segment state: any
+    /// thread) and returns their CRC-32Cs, for the checkpoint.
+    static func writeIndexFiles(
+        directory: String, baseOffset: Offset, offsets: [OffsetIndexEntry], times: [TimeIndexEntry]
+    ) throws(LogError) -> (index: UInt32, timeIndex: UInt32) {
+        let offsetBytes = SegmentIndexes.encode(offsets[...])
+        let timeBytes = SegmentIndexes.encode(times[...])
+        try appendToFile(directory + "/" + SegmentNames.index(baseOffset), offsetBytes, at: 0)
+        try appendToFile(directory + "/" + SegmentNames.timeIndex(baseOffset), timeBytes, at: 0)
+        return (CRC32C.checksum(offsetBytes), CRC32C.checksum(timeBytes))
+    }
+
+    private static func appendToFile(_ path: String, _ bytes: [UInt8], at position: Int) throws(LogError) {
         let indexFile = try SegmentFile(path: path, create: true)
         try indexFile.truncate(to: position)
         try bytes.withBytes { (buffer) throws(LogError) in try indexFile.writeAll(buffer, at: position) }
