@@ -49,11 +49,14 @@ let package = Package(
         // CRC-32C on the CPU's instruction (SSE4.2 / ARMv8 CRC) behind a runtime check; OutpostCore's only C.
         .target(name: "CCRC32C", path: "Sources/CCRC32C"),
 
+        // The one file system call OutpostLog needs that Glibc's Swift module hides (sync_file_range).
+        .target(name: "CFileIO", path: "Sources/CFileIO"),
+
         // Point model, line-protocol/JSON/topic codecs, RecordBatch v2, CRC-32C, varints, murmur2, gzip.
         .target(name: "OutpostCore", dependencies: ["CZlib", "CCRC32C"], swiftSettings: swiftSettings),
 
         // Segmented partition log: segments, indexes, group commit, recovery, retention.
-        .target(name: "OutpostLog", dependencies: ["OutpostCore", .logging], swiftSettings: swiftSettings),
+        .target(name: "OutpostLog", dependencies: ["OutpostCore", "CFileIO", .logging], swiftSettings: swiftSettings),
 
         // MQTT client over libmosquitto (the only importer of CMosquitto): `MQTTClient`.
         .target(name: "OutpostMQTT", dependencies: ["CMosquitto", .logging], swiftSettings: swiftSettings),

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import CFileIO
 import OutpostCore
 
 /// An open file of a segment (log, index or time index), with the few system calls the log needs.
@@ -86,6 +87,13 @@ final class SegmentFile: @unchecked Sendable {
     /// Starts reading the whole file into the page cache in the background (a hint; errors ignored).
     func adviseWillNeed() {
         _ = posix_fadvise(descriptor, 0, 0, Int32(POSIX_FADV_WILLNEED))
+    }
+
+    /// Starts writing `count` bytes at `position` back to the disk without waiting (Linux
+    /// `sync_file_range(SYNC_FILE_RANGE_WRITE)`): the fdatasync that follows finds them written or on their
+    /// way. A hint: errors are left for that fdatasync to report.
+    func startWriteback(at position: Int, count: Int) {
+        _ = outpost_start_writeback(descriptor, Int64(position), Int64(count))
     }
 
     /// fdatasync: the data and the metadata needed to read it (size) reach the disk.

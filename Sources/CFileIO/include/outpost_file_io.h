@@ -1,0 +1,9 @@
+#ifndef OUTPOST_FILE_IO_H
+#define OUTPOST_FILE_IO_H
+
+/// Starts writeback of `count` bytes at `offset` of `descriptor` without waiting for it (Linux
+/// `sync_file_range(SYNC_FILE_RANGE_WRITE)`, which Glibc's Swift module does not export: it needs
+/// _GNU_SOURCE). Returns 0 or -1 with errno; elsewhere does nothing and returns 0.
+int outpost_start_writeback(int descriptor, long long offset, long long count);
+
+#endif
