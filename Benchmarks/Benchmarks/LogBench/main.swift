@@ -1,7 +1,7 @@
 // End-to-end benchmark of OutpostLog against the disk's own fsync rate, measured in the same run.
 //
 //   swift run -c release --package-path Benchmarks outpost-log-bench [--dir DIR] [--seconds S] [--runs N]
-//       [--group-commit-only] [--percentiles] [--recovery-mib M]
+//       [--group-commit-only] [--percentiles] [--recovery-mib M] [--segment-mib M]
 //
 // The scratch directories are created inside DIR (default /tmp) and removed at the end; DIR itself and
 // anything else in it are never touched.
@@ -31,6 +31,8 @@ struct Options {
     var recoveryBytes = 1 << 30
     var groupCommitOnly = false
     var percentiles = false
+    /// Segment size of the steady-state log (default: the log's default, 128 MiB).
+    var segmentBytes = LogConfiguration().segmentBytesMax
 
     init(arguments: [String]) {
         var iterator = arguments.dropFirst().makeIterator()
@@ -45,6 +47,7 @@ struct Options {
             case "--group-commit-only": groupCommitOnly = true
             // Per run under `always`: p90/p95/p99/p99.9/max, and the mean fsync time and batches per fsync.
             case "--percentiles": percentiles = true
+            case "--segment-mib": segmentBytes = (Int(iterator.next() ?? "") ?? 128) << 20
             default:
                 FileHandle.standardError.write(Data("unknown argument \(argument)\n".utf8))
                 exit(2)
@@ -159,7 +162,8 @@ func logRun(directory: String, batches: [[UInt8]], policy: FsyncPolicy, appender
     let partition = directory + "/p-0"
     var configuration = LogConfiguration()
     if steadyState {
-        // Default segment size (128 MiB); retention of four segments.
+        // Default segment size (128 MiB) unless --segment-mib; retention of four segments.
+        configuration.segmentBytesMax = options.segmentBytes
         configuration.retentionBytes = Int64(configuration.segmentBytesMax) * 4
         configuration.fsync = .never
         let filling = try PartitionLog.open(directory: partition, configuration: configuration)
@@ -209,7 +213,7 @@ func logRun(directory: String, batches: [[UInt8]], policy: FsyncPolicy, appender
     var merged = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
     for histogram in histograms { merged.add(histogram.value) }
     if waitForDurability && options.percentiles {
-        print("  percentiles µs: p90 \(merged.valueAtPercentile(90)) p95 \(merged.valueAtPercentile(95)) p99 \(merged.valueAtPercentile(99)) p99.9 \(merged.valueAtPercentile(99.9)) max \(merged.max); rolls \(statistics.segmentCount); mean fsync µs \(Int(statistics.fsyncSecondsTotal / Double(max(1, statistics.fsyncCount)) * 1e6)) over \(statistics.fsyncCount), batches \(statistics.appendedBatches)")
+        print("  percentiles µs: p90 \(merged.valueAtPercentile(90)) p95 \(merged.valueAtPercentile(95)) p99 \(merged.valueAtPercentile(99)) p99.9 \(merged.valueAtPercentile(99.9)) max \(merged.max); rolls ~\(steadyState ? statistics.appendedBytes / options.segmentBytes : statistics.segmentCount - 1); mean fsync µs \(Int(statistics.fsyncSecondsTotal / Double(max(1, statistics.fsyncCount)) * 1e6)) over \(statistics.fsyncCount), batches \(statistics.appendedBatches)")
     }
     let bytes = appended.reduce(0) { $0 + $1.value }
     return Result(
