@@ -3,7 +3,8 @@ import OutpostCore
 /// When appended bytes are fsynced, and so when an append counts as committed.
 public enum FsyncPolicy: Hashable, Sendable, CustomStringConvertible {
     /// Group commit: an append completes once its bytes are fsynced. Appends that arrive while an fsync is
-    /// in flight share the next one, so concurrent appenders cost one fsync per round, not one each.
+    /// in flight share the next one, so concurrent appenders cost one fsync per round, not one each. Each
+    /// append starts its own writeback, so the disk works while the flusher gathers its group.
     case always
     /// fsync at most every `milliseconds`; an append completes when written, and `awaitDurable` waits for
     /// the next periodic fsync. A crash loses at most about one interval.
