@@ -92,7 +92,7 @@ public final class PartitionLog: @unchecked Sendable {
     let logger: Logger
 
     /// Guards every `var` below and is the flusher's condition variable.
-    private let lock = NSCondition()
+    private let lock = MonotonicCondition()
     private var segments: [Segment]
     private var logStart: Offset
     private var nextOffset: Offset
@@ -563,7 +563,7 @@ public final class PartitionLog: @unchecked Sendable {
             break
         }
         let target = nextOffset
-        lastSynchronizeUptimeNanoseconds = DispatchTime.now().uptimeNanoseconds
+        lastSynchronizeUptimeNanoseconds = MonotonicCondition.uptimeNanoseconds()
         lastGroupAppends = appendsSinceSynchronize
         appendsSinceSynchronize = 0
         // Files and weak references only: a retired segment must stay uniquely held by its spare entry
@@ -575,7 +575,7 @@ public final class PartitionLog: @unchecked Sendable {
         synchronizeRequested = false
         lock.unlock()
         var error: LogError?
-        let started = DispatchTime.now().uptimeNanoseconds
+        let started = MonotonicCondition.uptimeNanoseconds()
         if directoryTarget != nil {
             do { try Directory.synchronize(directory) } catch let failed { error = failed }
         }
@@ -588,7 +588,7 @@ public final class PartitionLog: @unchecked Sendable {
         if let delay = configuration.simulatedFsyncDelayMilliseconds, delay > 0 {
             Thread.sleep(forTimeInterval: Double(delay) / 1000)
         }
-        let ended = DispatchTime.now().uptimeNanoseconds
+        let ended = MonotonicCondition.uptimeNanoseconds()
         let seconds = Double(ended - started) / 1e9
         lock.lock()
         lastRoundEndUptimeNanoseconds = ended
@@ -629,9 +629,10 @@ public final class PartitionLog: @unchecked Sendable {
         return true
     }
 
-    /// Waits (lock held, at most a second) until there is something to fsync.
+    /// Waits (lock held, at most a second) until there is something to fsync. Deadlines are on the
+    /// monotonic clock (see `MonotonicCondition`).
     private func waitForWork() -> FlusherStep {
-        let deadline = Date(timeIntervalSinceNow: 1)
+        let deadline = MonotonicCondition.uptimeNanoseconds() + 1_000_000_000
         while true {
             let directoryBehind = directoryGeneration > directorySynchronizedGeneration
             let unsynced = durableEnd < nextOffset || segments.contains(where: \.needsSynchronize)
@@ -647,14 +648,13 @@ public final class PartitionLog: @unchecked Sendable {
                 // (two waits each); so wait until as many appends as the last fsync carried have arrived,
                 // but no longer than that fsync took (1 ms at most). One appender never waits.
                 if unsynced {
-                    let now = DispatchTime.now().uptimeNanoseconds
+                    let now = MonotonicCondition.uptimeNanoseconds()
                     let gatherUntil = lastRoundEndUptimeNanoseconds + min(lastFsyncNanoseconds, 1_000_000)
                     if lastGroupAppends <= 1 || appendsSinceSynchronize >= lastGroupAppends || synchronizeRequested || now >= gatherUntil {
                         return .synchronize
                     }
-                    wakeAt = min(wakeAt, Date(timeIntervalSinceNow: Double(gatherUntil - now) / 1e9))
                     flusherGathering = true
-                    _ = lock.wait(until: wakeAt)
+                    lock.wait(untilUptimeNanoseconds: min(wakeAt, gatherUntil))
                     flusherGathering = false
                     continue
                 }
@@ -662,14 +662,13 @@ public final class PartitionLog: @unchecked Sendable {
                 if unsynced && synchronizeRequested { return .synchronize }
                 if unsynced {
                     let due = lastSynchronizeUptimeNanoseconds + UInt64(milliseconds) * 1_000_000
-                    let now = DispatchTime.now().uptimeNanoseconds
-                    if now >= due { return .synchronize }
-                    wakeAt = min(wakeAt, Date(timeIntervalSinceNow: Double(due - now) / 1e9))
+                    if MonotonicCondition.uptimeNanoseconds() >= due { return .synchronize }
+                    wakeAt = min(wakeAt, due)
                 }
             case .never:
                 if unsynced && (synchronizeRequested || segments.dropLast().contains(where: \.needsSynchronize)) { return .synchronize }
             }
-            if !lock.wait(until: wakeAt) && Date() >= deadline { return .idle }
+            if !lock.wait(untilUptimeNanoseconds: wakeAt) && MonotonicCondition.uptimeNanoseconds() >= deadline { return .idle }
         }
     }
 
