@@ -97,6 +97,9 @@ public struct LogConfiguration: Hashable, Sendable {
         return configuration
     }
 
+    /// The longest `interval` accepted: a day.
+    public static let fsyncIntervalMaxMilliseconds = 86_400_000
+
     public func validated() throws(LogError) -> LogConfiguration {
         guard segmentBytesMax >= 4096 else { throw .invalidConfiguration("segment size must be at least 4096 bytes") }
         // Index entries hold 32-bit file positions (Kafka's format), as does Kafka's segment.bytes.
@@ -108,6 +111,10 @@ public struct LogConfiguration: Hashable, Sendable {
         }
         if case .interval(let milliseconds) = fsync, milliseconds <= 0 {
             throw .invalidConfiguration("fsync interval must be positive")
+        }
+        // Longer makes no sense (that is `never`), and the flusher's deadline arithmetic must not overflow.
+        if case .interval(let milliseconds) = fsync, milliseconds > Self.fsyncIntervalMaxMilliseconds {
+            throw .invalidConfiguration("fsync interval must be at most 24h (use fsync: never)")
         }
         return self
     }

@@ -89,12 +89,24 @@ final class SegmentFile: @unchecked Sendable {
         _ = posix_fadvise(descriptor, 0, 0, Int32(POSIX_FADV_WILLNEED))
     }
 
-    /// Starts writing `count` bytes at `position` back to the disk without waiting (Linux
-    /// `sync_file_range(SYNC_FILE_RANGE_WRITE)`): the fdatasync that follows finds them written or on their
-    /// way. A hint: errors are left for that fdatasync to report.
+    /// Starts writing the whole pages among `count` bytes just written at `position` back to the disk,
+    /// without waiting (Linux `sync_file_range(SYNC_FILE_RANGE_WRITE)`): the fdatasync that follows finds them
+    /// written or on their way. The last, partial page is left to the next append's hint (or the fdatasync):
+    /// hinting it would write it once per append, and on devices that need stable pages the next append's
+    /// write into it would wait for that writeback. A hint: without the WAIT flags it consumes no writeback
+    /// error, so the fdatasync still reports one.
     func startWriteback(at position: Int, count: Int) {
-        _ = outpost_start_writeback(descriptor, Int64(position), Int64(count))
+        let start = position & ~(Self.pageSize - 1)
+        let end = (position + count) & ~(Self.pageSize - 1)
+        guard end > start else { return }
+        _ = outpost_start_writeback(descriptor, Int64(start), Int64(end - start))
     }
+
+    private static let pageSize: Int = {
+        let size = Int(sysconf(Int32(_SC_PAGESIZE)))
+        // A power of two on every system we know; fall back to 4 KiB if sysconf says otherwise.
+        return size > 0 && size & (size - 1) == 0 ? size : 4096
+    }()
 
     /// fdatasync: the data and the metadata needed to read it (size) reach the disk.
     func synchronize() throws(LogError) {

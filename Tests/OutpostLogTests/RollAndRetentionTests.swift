@@ -228,6 +228,17 @@ import Testing
         #expect(log.logStartOffset > 0)
     }
 
+    @Test func fsyncIntervalsOutsidePositiveUpToADayAreRefused() throws {
+        for milliseconds in [0, -5, LogConfiguration.fsyncIntervalMaxMilliseconds + 1, Int.max] {
+            let configuration = LogConfiguration.testing(fsync: .interval(milliseconds: milliseconds))
+            #expect(throws: LogError.self, "interval(\(milliseconds)ms)") { _ = try configuration.validated() }
+        }
+        for milliseconds in [1, 5, LogConfiguration.fsyncIntervalMaxMilliseconds] {
+            let configuration = LogConfiguration.testing(fsync: .interval(milliseconds: milliseconds))
+            #expect(throws: Never.self, "interval(\(milliseconds)ms)") { _ = try configuration.validated() }
+        }
+    }
+
     /// An edge box gives the log 16 MiB: it must stay within that on disk however much is appended.
     @Test func aSixteenMebibyteBudgetKeepsTheLogWithinBudgetAsItGrows() throws {
         let directory = try ScratchDirectory()
