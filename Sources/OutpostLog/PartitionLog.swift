@@ -359,16 +359,17 @@ public final class PartitionLog: @unchecked Sendable {
         // A recycled file's old contents past the last batch go now; the flusher makes the size durable
         // before the recovery point can pass this segment.
         try sealed.trimToSize()
-        let segment: Segment
+        var reused: Segment?
         if let spare = takeSpare() {
             do {
-                segment = try Segment.recycling(spare: spare.path, baseOffset: nextOffset, directory: directory, nowMilliseconds: now)
+                reused = try Segment.recycling(spare: spare.path, baseOffset: nextOffset, directory: directory, nowMilliseconds: now)
             } catch {
                 logger.warning("could not reuse a spare segment file; creating a new one", metadata: ["path": "\(spare.path)", "error": "\(error)"])
                 try? Directory.remove(spare.path)
-                segment = try Segment(baseOffset: nextOffset, directory: directory, create: true, nowMilliseconds: now)
             }
-        } else {
+        }
+        let segment: Segment
+        if let reused { segment = reused } else {
             segment = try Segment(baseOffset: nextOffset, directory: directory, create: true, nowMilliseconds: now)
         }
         // The new file's directory entry must be durable before anything in it counts as committed: the

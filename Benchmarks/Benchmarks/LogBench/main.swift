@@ -10,7 +10,7 @@
 // the same loop fdatasyncing once per 8 writes, the disk's own ceiling for a group commit of 8 appenders
 // appending to a file; and both loops overwriting a file written beforehand (what a recycled segment is).
 // Scenarios: fsync always / interval(5ms) / never, with 1 and 8 concurrent appenders, on a log in its
-// steady state under a retention budget (default 128 MiB segments, 512 MiB retention, filled untimed until
+// steady state under a retention budget (128 MiB segments unless --segment-mib, four retained, filled untimed until
 // retention has retired a segment, so rolls reuse files as they do for a log that has run a while), and
 // `always` on a fresh log too (every segment a new file); append→durable latency percentiles under
 // `always`; recovery (open) time of a 1 GiB log. Each figure is the median of --runs runs. Output is a
