@@ -1,4 +1,5 @@
 #define _GNU_SOURCE
+#include <errno.h>
 #include <fcntl.h>
 #include "outpost_file_io.h"
 
@@ -8,5 +9,15 @@ int outpost_start_writeback(int descriptor, long long offset, long long count) {
 #else
     (void)descriptor; (void)offset; (void)count;
     return 0;
+#endif
+}
+
+int outpost_reserve_space(int descriptor, long long offset, long long count) {
+#if defined(__linux__)
+    return fallocate(descriptor, FALLOC_FL_KEEP_SIZE, offset, count);
+#else
+    (void)descriptor; (void)offset; (void)count;
+    errno = EOPNOTSUPP;
+    return -1;
 #endif
 }

@@ -63,6 +63,10 @@ public struct RetentionOutcome: Hashable, Sendable {
 public struct LogStatistics: Hashable, Sendable {
     public var appendedBatches = 0
     public var appendedBytes = 0
+    /// Vectored writes of queued appends (`append(_:partitionLeaderEpoch:whenDurable:)` under `always`), and
+    /// the appends they carried: their ratio is the write side of group commit.
+    public var queuedGroupWrites = 0
+    public var queuedAppendsWritten = 0
     public var fsyncCount = 0
     public var fsyncSecondsTotal: Double = 0
     public var lastFsyncSeconds: Double = 0
@@ -70,7 +74,8 @@ public struct LogStatistics: Hashable, Sendable {
     /// Bytes of batches in the log's segments.
     public var sizeBytes = 0
     /// Bytes the log's files hold: `sizeBytes`, plus a recycled active segment's old contents past its end
-    /// and the spare segment file kept for the next roll (index files not counted).
+    /// or the space reserved past it for queued appends, and the spare segment file kept for the next roll
+    /// (index files not counted).
     public var diskBytes = 0
     public var logStartOffset: Offset = 0
     public var logEndOffset: Offset = 0
@@ -81,7 +86,10 @@ public struct LogStatistics: Hashable, Sendable {
 ///
 /// Thread-safe. Appends write under a lock (a page-cache write); fsyncs run on the log's flusher thread
 /// with the lock released, so appends that arrive during an fsync are written meanwhile and share the next
-/// one (group commit). `whenDurable`/`awaitDurable` complete once an offset is fsynced. Reads hold the lock
+/// one (group commit). Under `fsync: always`, appends that wait for durability
+/// (`append(_:partitionLeaderEpoch:whenDurable:)`) are queued instead, and the flusher writes the whole
+/// group with one vectored write before its fsync. `whenDurable`/`awaitDurable` complete once an offset is
+/// fsynced. Reads hold the lock
 /// only to find their segment, then read without it; a segment deleted by retention mid-read stays
 /// readable through the reader's reference to its open file.
 public final class PartitionLog: @unchecked Sendable {
@@ -128,6 +136,13 @@ public final class PartitionLog: @unchecked Sendable {
     private var lastFsyncNanoseconds: UInt64 = 0
     /// The flusher is in a timed wait for the rest of a group (see `waitForWork`).
     private var flusherGathering = false
+    /// Appends under `always` waiting for the flusher to write them (see
+    /// `append(_:partitionLeaderEpoch:whenDurable:)`), in offset order, all for the active segment (a roll
+    /// writes them first). Bounded with everything unsynced by `unsynchronizedBytesMax`.
+    private var writeQueue: [QueuedAppend] = []
+    private var writeQueueBytes = 0
+    /// `fallocate` failed as unsupported once: queue no more (appends write at once).
+    private var reservationUnsupported = false
 
     struct SpareFile {
         var path: String
@@ -181,6 +196,7 @@ public final class PartitionLog: @unchecked Sendable {
         recoveryPoint = loaded.report.recoveryPoint
         checkpoint = loaded.checkpoint
         spares = loaded.spares.map { SpareFile(path: $0.path, bytes: $0.bytes, retired: nil, directoryGeneration: 0) }
+        loaded.segments.last?.releaseBlocksPastEnd()
     }
 
     deinit {
@@ -188,6 +204,7 @@ public final class PartitionLog: @unchecked Sendable {
         // its indexes written; the flusher holds only a weak reference, so it ends by itself.
         lock.lock()
         if !closed {
+            try? writeQueueLocked()
             closed = true
             if let active = segments.last { try? active.trimToSize() }
             for segment in segments where segment.needsSynchronize { try? segment.file.synchronize() }
@@ -231,9 +248,41 @@ public final class PartitionLog: @unchecked Sendable {
     /// (and partitionLeaderEpoch when given) in place: outside the CRC, so nothing is re-compressed.
     ///
     /// Returns once the bytes are written (page cache). Under `fsync: always` they are committed when
-    /// `whenDurable(result.lastOffset)` fires; the flusher has already been woken.
+    /// `whenDurable(result.lastOffset)` fires; the flusher has already been woken. Appenders that wait for
+    /// durability should use `append(_:partitionLeaderEpoch:whenDurable:)`, which is cheaper under `always`.
     public func append(_ batches: [UInt8], partitionLeaderEpoch: Int32? = nil) throws(LogError) -> AppendResult {
-        // Validate before taking the lock: CRC checks of concurrent appenders run in parallel.
+        let (bytes, headers) = try prepare(batches)
+        let (result, writeback) = try appendLocked(bytes, headers: headers, partitionLeaderEpoch: partitionLeaderEpoch, whenDurable: nil)
+        // Under `always` the flusher fsyncs within moments: have the disk start on these bytes now, while it
+        // still gathers its group or finishes the previous fsync, instead of all at once in the fsync.
+        if let writeback { writeback.file.startWriteback(at: writeback.position, count: bytes.count) }
+        return result
+    }
+
+    /// Appends like `append(_:partitionLeaderEpoch:)` and calls `whenDurable` with the same result once the
+    /// batches are fsynced, or with the error that means they never will be (their offsets are then void and
+    /// may be assigned again). If this throws, `whenDurable` is never called.
+    ///
+    /// Under `fsync: always` the batches are not written here: they join a queue that the flusher writes
+    /// right before its next fsync, the whole group in one vectored write (group commit on the write as well
+    /// as on the fsync). Appenders then touch neither the file nor its lock in the kernel; a group waits for
+    /// no appender's page-cache write or for reads of the partial pages it overwrites in a recycled file.
+    /// Disk space for the queue is reserved here, so a full disk still fails this call. The queued batches
+    /// are readable at once: a read that reaches them writes the queue first. Under the other policies the
+    /// batches are written here, as by `append(_:partitionLeaderEpoch:)`.
+    public func append(
+        _ batches: [UInt8], partitionLeaderEpoch: Int32? = nil,
+        whenDurable: @escaping @Sendable (Result<AppendResult, LogError>) -> Void
+    ) throws(LogError) -> AppendResult {
+        let (bytes, headers) = try prepare(batches)
+        let (result, writeback) = try appendLocked(bytes, headers: headers, partitionLeaderEpoch: partitionLeaderEpoch, whenDurable: whenDurable)
+        if let writeback { writeback.file.startWriteback(at: writeback.position, count: bytes.count) }
+        return result
+    }
+
+    /// Checks the batches and copies them into memory the log owns, where their offsets are written. Done
+    /// before taking the lock: CRC checks and copies of concurrent appenders run in parallel.
+    private func prepare(_ batches: [UInt8]) throws(LogError) -> (AppendBuffer, [RecordBatchHeader]) {
         var headers: [RecordBatchHeader] = []
         var iterator = RecordBatchIterator(batches)
         while let (header, range) = iterator.next() {
@@ -244,28 +293,23 @@ public final class PartitionLog: @unchecked Sendable {
         }
         if let reason = iterator.stopReason { throw .invalidBatch(reason) }
         guard !headers.isEmpty else { throw .invalidBatch(.truncated(needed: RecordBatchLayout.headerSize, available: 0)) }
-
-        // The offsets are written into a copy of the caller's bytes: make it here, not under the lock.
-        var bytes = batches.withUnsafeBytes { [UInt8]($0) }
-        let (result, file, writePosition) = try appendLocked(&bytes, headers: headers, partitionLeaderEpoch: partitionLeaderEpoch)
-        // Under `always` the flusher fsyncs within moments: have the disk start on these bytes now, while it
-        // still gathers its group or finishes the previous fsync, instead of all at once in the fsync.
-        if configuration.fsync == .always { file.startWriteback(at: writePosition, count: bytes.count) }
-        return result
+        return (AppendBuffer(copying: batches), headers)
     }
 
-    /// The part of `append` under the lock: offsets, write, accounting. Returns the file and position written.
+    /// The part of an append under the lock: offsets, then the write or a place in the write queue, then
+    /// accounting. Returns the file and position to hint writeback for after a direct write under `always`.
     private func appendLocked(
-        _ bytes: inout [UInt8], headers: [RecordBatchHeader], partitionLeaderEpoch: Int32?
-    ) throws(LogError) -> (AppendResult, SegmentFile, Int) {
+        _ bytes: AppendBuffer, headers: [RecordBatchHeader], partitionLeaderEpoch: Int32?,
+        whenDurable callback: (@Sendable (Result<AppendResult, LogError>) -> Void)?
+    ) throws(LogError) -> (AppendResult, writeback: (file: SegmentFile, position: Int)?) {
         lock.lock()
         defer { lock.unlock() }
         if closed { throw .closed }
         if let failure { throw failure }
         guard waiters.count < configuration.durabilityWaitersMax else { throw .overloaded(waiting: waiters.count) }
-        // Bound what sits written but not fsynced (what a crash can lose under `interval`, and the backlog
-        // of acknowledgements under `always`): past it, appends wait for the flusher — back-pressure —
-        // instead of outrunning the disk.
+        // Bound what sits written (or queued) but not fsynced (what a crash can lose under `interval`, and
+        // the backlog of acknowledgements under `always`): past it, appends wait for the flusher —
+        // back-pressure — instead of outrunning the disk.
         if configuration.fsync != .never {
             while unsynchronizedBytes > configuration.unsynchronizedBytesMax && !closed && failure == nil {
                 synchronizeRequested = true
@@ -277,48 +321,55 @@ public final class PartitionLog: @unchecked Sendable {
         }
         let now = clock()
         var active = segments[segments.count - 1]
-        if shouldRoll(active, adding: bytes.count, now: now) {
+        if shouldRoll(active, end: active.size + writeQueueBytes, adding: bytes.count, now: now) {
+            try writeQueueLocked()
             active = try roll(now: now)
         }
+        var queueing = false
+        if callback != nil && configuration.fsync == .always {
+            queueing = try reserveSpace(in: active, through: active.size + writeQueueBytes + bytes.count)
+        }
+        // A direct write lands after everything queued before it.
+        if !queueing { try writeQueueLocked() }
+
         // Assign offsets.
-        var position = 0
+        let firstOffset = nextOffset
         var offset = nextOffset
         var maxTimestamp: Int64 = -1
-        bytes.withUnsafeMutableBytes { buffer in
-            for header in headers {
-                RecordBatchValidation.setBaseOffset(offset.rawValue, in: buffer, at: position)
-                if let partitionLeaderEpoch {
-                    RecordBatchValidation.setPartitionLeaderEpoch(partitionLeaderEpoch, in: buffer, at: position)
-                }
-                offset = offset + Int64(header.lastOffsetDelta) + 1
-                position += header.totalSize
-                maxTimestamp = max(maxTimestamp, header.maxTimestamp)
-            }
-        }
-        let writePosition = active.size
-        do {
-            try bytes.withBytes { (buffer) throws(LogError) in try active.file.writeAll(buffer, at: writePosition) }
-        } catch {
-            // writeAll cut the file back to `writePosition`: a recycled file's old contents went with it.
-            active.oldContentsEnd = min(active.oldContentsEnd, writePosition)
-            throw error
-        }
-        // Written: now account for it.
-        let firstOffset = nextOffset
-        position = 0
-        var batchOffset = nextOffset
+        var position = 0
         for header in headers {
-            active.indexes.note(
-                batchAt: writePosition + position, relativeOffset: active.relativeOffset(batchOffset), size: header.totalSize,
-                maxTimestamp: header.maxTimestamp, intervalBytes: configuration.indexIntervalBytes)
-            batchOffset = batchOffset + Int64(header.lastOffsetDelta) + 1
+            RecordBatchValidation.setBaseOffset(offset.rawValue, in: bytes.buffer, at: position)
+            if let partitionLeaderEpoch {
+                RecordBatchValidation.setPartitionLeaderEpoch(partitionLeaderEpoch, in: bytes.buffer, at: position)
+            }
+            offset = offset + Int64(header.lastOffsetDelta) + 1
             position += header.totalSize
+            maxTimestamp = max(maxTimestamp, header.maxTimestamp)
         }
-        active.size += bytes.count
-        active.nextOffset = offset
-        active.maxTimestamp = max(active.maxTimestamp, maxTimestamp)
-        active.lastAppendMilliseconds = now
+        let append = QueuedAppend(bytes: bytes, headers: headers, firstOffset: firstOffset, maxTimestamp: maxTimestamp, appendedAtMilliseconds: now)
+        var writeback: (file: SegmentFile, position: Int)?
+        if queueing {
+            writeQueue.append(append)
+            writeQueueBytes += bytes.count
+        } else {
+            let writePosition = active.size
+            do {
+                try active.file.writeAll(UnsafeRawBufferPointer(bytes.buffer), at: writePosition)
+            } catch {
+                // writeAll cut the file back to `writePosition`: a recycled file's old contents (or blocks
+                // reserved past it) went with it.
+                active.oldContentsEnd = min(active.oldContentsEnd, writePosition)
+                active.reservedEnd = min(active.reservedEnd, writePosition)
+                throw error
+            }
+            recordWritten(append, at: writePosition, in: active)
+            if configuration.fsync == .always { writeback = (active.file, writePosition) }
+        }
         nextOffset = offset
+        let result = AppendResult(
+            firstOffset: firstOffset, lastOffset: offset + -1, batchCount: headers.count, bytes: bytes.count,
+            maxTimestamp: maxTimestamp)
+        if let callback { waiters.append((result.lastOffset, { callback($0.map { result }) })) }
         appendsSinceSynchronize += 1
         statistics.appendedBatches += headers.count
         statistics.appendedBytes += bytes.count
@@ -328,20 +379,98 @@ public final class PartitionLog: @unchecked Sendable {
         if !flusherGathering || appendsSinceSynchronize >= lastGroupAppends {
             lock.broadcast()
         }
-        let result = AppendResult(
-            firstOffset: firstOffset, lastOffset: offset + -1, batchCount: headers.count, bytes: bytes.count,
-            maxTimestamp: maxTimestamp)
-        return (result, active.file, writePosition)
+        return (result, writeback)
     }
 
-    /// Bytes written but not yet fsynced (lock held).
+    /// Accounts for an append's bytes written at `writePosition` of `segment` (lock held): indexes, size,
+    /// offsets, times.
+    private func recordWritten(_ append: QueuedAppend, at writePosition: Int, in segment: Segment) {
+        var position = 0
+        var batchOffset = append.firstOffset
+        for header in append.headers {
+            segment.indexes.note(
+                batchAt: writePosition + position, relativeOffset: segment.relativeOffset(batchOffset), size: header.totalSize,
+                maxTimestamp: header.maxTimestamp, intervalBytes: configuration.indexIntervalBytes)
+            batchOffset = batchOffset + Int64(header.lastOffsetDelta) + 1
+            position += header.totalSize
+        }
+        segment.size += append.bytes.count
+        segment.reservedEnd = max(segment.reservedEnd, segment.size)
+        segment.nextOffset = batchOffset
+        segment.maxTimestamp = max(segment.maxTimestamp, append.maxTimestamp)
+        segment.lastAppendMilliseconds = append.appendedAtMilliseconds
+    }
+
+    /// Writes the queued appends into the active segment with one vectored write (lock held): the flusher
+    /// before its fsync, or whoever needs them in the file sooner (a read that reaches them, a roll, a direct
+    /// append, close). A failure voids them: their offsets go back to the written end, and the log takes the
+    /// failure and refuses work until reopened (the flusher fails their waiters). Their space was reserved,
+    /// so this is an I/O error, not a full disk.
+    private func writeQueueLocked() throws(LogError) {
+        guard !writeQueue.isEmpty else { return }
+        if let failure { throw failure }
+        let active = segments[segments.count - 1]
+        let writePosition = active.size
+        let queued = writeQueue
+        do {
+            try active.file.writeAll(queued.map { UnsafeRawBufferPointer($0.bytes.buffer) }, at: writePosition)
+        } catch {
+            active.oldContentsEnd = min(active.oldContentsEnd, writePosition)
+            active.reservedEnd = min(active.reservedEnd, writePosition)
+            logger.critical("writing queued appends failed; the log stops accepting writes until reopened", metadata: [
+                "directory": "\(directory)", "appends": "\(queued.count)", "error": "\(error)",
+            ])
+            failure = .failed(reason: "\(error)")
+            voidWriteQueueLocked()
+            lock.broadcast()
+            throw error
+        }
+        writeQueue.removeAll(keepingCapacity: true)
+        writeQueueBytes = 0
+        statistics.queuedGroupWrites += 1
+        statistics.queuedAppendsWritten += queued.count
+        var position = writePosition
+        for append in queued {
+            recordWritten(append, at: position, in: active)
+            position += append.bytes.count
+        }
+    }
+
+    /// Drops the queued appends after a failure (lock held): their offsets were never written.
+    private func voidWriteQueueLocked() {
+        guard !writeQueue.isEmpty else { return }
+        writeQueue.removeAll()
+        writeQueueBytes = 0
+        nextOffset = segments[segments.count - 1].nextOffset
+    }
+
+    /// Makes sure `segment` has disk blocks through `end` (lock held): none needed below a recycled file's
+    /// old contents, else exactly the queued bytes are reserved — no more, so that what the log holds on
+    /// disk (`LogStatistics.diskBytes`, which a disk budget watches) is what it was asked to store. False
+    /// where the file system cannot reserve.
+    private func reserveSpace(in segment: Segment, through end: Int) throws(LogError) -> Bool {
+        let start = max(segment.reservedEnd, segment.size)
+        if end <= start { return true }
+        if reservationUnsupported { return false }
+        guard try segment.file.reserve(end - start, at: start) else {
+            reservationUnsupported = true
+            logger.notice("the file system cannot reserve space; appends under fsync always write at once", metadata: ["directory": "\(directory)"])
+            return false
+        }
+        segment.reservedEnd = end
+        return true
+    }
+
+    /// Bytes written or queued but not yet fsynced (lock held).
     private var unsynchronizedBytes: Int {
-        segments.reduce(0) { $0 + ($1.size - $1.synchronizedSize) }
+        segments.reduce(writeQueueBytes) { $0 + ($1.size - $1.synchronizedSize) }
     }
 
-    private func shouldRoll(_ active: Segment, adding count: Int, now: Int64) -> Bool {
-        guard active.size > 0 else { return false }
-        if active.size + count > configuration.segmentBytesMax { return true }
+    /// Whether `count` more bytes after `end` (the active segment's size with the write queue) start a new
+    /// segment.
+    private func shouldRoll(_ active: Segment, end: Int, adding count: Int, now: Int64) -> Bool {
+        guard end > 0 else { return false }
+        if end + count > configuration.segmentBytesMax { return true }
         if let ageMax = configuration.segmentAgeMaxMilliseconds, now - active.createdAtMilliseconds >= ageMax { return true }
         return false
     }
@@ -446,15 +575,18 @@ public final class PartitionLog: @unchecked Sendable {
         spares.append(SpareFile(path: path, bytes: segment.fileBytes, retired: segment, directoryGeneration: directoryGeneration))
     }
 
-    /// Gives back the disk recycling holds in reserve: deletes the spare file and cuts a recycled active
-    /// segment's old contents. For a disk budget that is full, before it drops data. Returns bytes freed.
+    /// Gives back the disk held in reserve: deletes the spare file and cuts a recycled active segment's old
+    /// contents or the space reserved past its end. For a disk budget that is full, before it drops data.
+    /// Returns bytes freed.
     @discardableResult
     public func releaseRecyclingReserve() -> Int {
         lock.lock()
+        // The queue's reserved space may lie in the old contents cut below: write it first.
+        try? writeQueueLocked()
         let released = spares
         spares.removeAll()
         var freed = released.reduce(0) { $0 + $1.bytes }
-        if let active = segments.last, active.recycled {
+        if let active = segments.last, active.recycled || active.reservedEnd > active.size {
             let before = active.fileBytes
             do {
                 try active.trimToSize()
@@ -554,8 +686,14 @@ public final class PartitionLog: @unchecked Sendable {
         switch waitForWork() {
         case .stop:
             flusherRunning = false
+            // After a failure nothing more becomes durable: answer whoever still waits.
+            let failed = failure.map { failure in (failure, waiters.map(\.callback)) }
+            if failed != nil { waiters.removeAll() }
             lock.broadcast()
             lock.unlock()
+            if let (failure, callbacks) = failed {
+                for callback in callbacks { callback(.failure(failure)) }
+            }
             return false
         case .idle:
             lock.unlock()
@@ -563,6 +701,9 @@ public final class PartitionLog: @unchecked Sendable {
         case .synchronize:
             break
         }
+        // The group's queued appends go into the file now, in one write; a failure is the log's failure
+        // (logged there), and this round still fsyncs what was written before.
+        try? writeQueueLocked()
         let target = nextOffset
         lastSynchronizeUptimeNanoseconds = MonotonicCondition.uptimeNanoseconds()
         lastGroupAppends = appendsSinceSynchronize
@@ -599,6 +740,7 @@ public final class PartitionLog: @unchecked Sendable {
         if let error {
             logger.critical("fsync failed; the log stops accepting writes until reopened", metadata: ["directory": "\(directory)", "error": "\(error)"])
             failure = .failed(reason: "\(error)")
+            voidWriteQueueLocked()
             releasedResult = .failure(.failed(reason: "\(error)"))
             released = waiters.map(\.callback)
             waiters.removeAll()
@@ -726,6 +868,12 @@ public final class PartitionLog: @unchecked Sendable {
             lock.unlock()
             throw .closed
         }
+        // Queued appends are part of the log: a read that reaches them puts them in the file first (a failure
+        // voids them). Reads bounded below them (a consumer at the high watermark) leave the group alone.
+        if !writeQueue.isEmpty && offset < min(limit ?? nextOffset, nextOffset)
+            && min(limit ?? nextOffset, nextOffset) > segments[segments.count - 1].nextOffset {
+            try? writeQueueLocked()
+        }
         let start = logStart
         let end = nextOffset
         let bound = min(limit ?? end, end)
@@ -804,6 +952,7 @@ public final class PartitionLog: @unchecked Sendable {
     /// nil when no record is that late. Decodes only the one batch where the answer lies.
     public func offset(forTimestamp timestamp: Int64) throws(LogError) -> (offset: Offset, timestamp: Int64)? {
         lock.lock()
+        try? writeQueueLocked()
         let bound = nextOffset
         let candidates = segments.enumerated().filter { $0.element.maxTimestamp >= timestamp }.map { entry in
             let segment = entry.element
@@ -838,6 +987,7 @@ public final class PartitionLog: @unchecked Sendable {
     /// 61-byte headers (no records): what a broker needs to rebuild producer state on open.
     public func forEachBatchHeader(from offset: Offset, _ body: (RecordBatchHeader) throws -> Void) throws {
         lock.lock()
+        try? writeQueueLocked()
         let start = max(offset, logStart)
         guard start < nextOffset else {
             lock.unlock()
@@ -864,6 +1014,7 @@ public final class PartitionLog: @unchecked Sendable {
     /// Bytes of log from `offset` to the end, to index precision (a few KiB): the replication backlog.
     public func approximateBytes(from offset: Offset) -> Int {
         locked {
+            try? writeQueueLocked()
             guard offset < nextOffset else { return 0 }
             let first = segmentIndex(containing: max(offset, logStart))
             let position = segments[first].indexes.position(atOrBefore: segments[first].relativeOffset(max(offset, logStart)))
@@ -981,7 +1132,7 @@ public final class PartitionLog: @unchecked Sendable {
         waiters.removeAll()
         for segment in segments { segment.writePendingIndexEntries() }
         // The active segment ends at its last batch on disk too: a recycled file's old contents go.
-        if failure == nil, let active = segments.last, active.recycled {
+        if failure == nil, let active = segments.last, active.recycled || active.reservedEnd > active.size {
             do {
                 try active.trimToSize()
                 try active.file.synchronize()
@@ -1009,6 +1160,30 @@ public final class PartitionLog: @unchecked Sendable {
         for callback in leftover { callback(.failure(failure ?? .closed)) }
         if let failure { throw failure }
     }
+}
+
+/// An append's bytes in memory the log owns: copied once from the caller outside the lock, offsets written
+/// into it under the lock, then written from it by the appender or, queued, by the flusher in one vectored
+/// write with the rest of its group (which needs all their addresses at once, hence not an array).
+final class AppendBuffer: @unchecked Sendable {
+    let buffer: UnsafeMutableRawBufferPointer
+    var count: Int { buffer.count }
+
+    init(copying source: [UInt8]) {
+        buffer = .allocate(byteCount: source.count, alignment: 16)
+        source.withUnsafeBytes { buffer.copyMemory(from: $0) }
+    }
+
+    deinit { buffer.deallocate() }
+}
+
+/// An append with its offsets assigned, written or waiting in the write queue.
+struct QueuedAppend {
+    let bytes: AppendBuffer
+    let headers: [RecordBatchHeader]
+    let firstOffset: Offset
+    let maxTimestamp: Int64
+    let appendedAtMilliseconds: Int64
 }
 
 struct WeakSegment {

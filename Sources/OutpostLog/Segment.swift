@@ -43,8 +43,11 @@ final class Segment: @unchecked Sendable {
     var oldContentsEnd = 0
     /// The file still holds old contents past the segment's batches.
     var recycled: Bool { oldContentsEnd > size }
+    /// Bytes from the file's start that have disk blocks: its old contents when recycled, or what a
+    /// reservation took for queued appends (`SegmentFile.reserve`). A write below it cannot find the disk full.
+    var reservedEnd: Int
     /// Bytes the file occupies.
-    var fileBytes: Int { max(size, oldContentsEnd) }
+    var fileBytes: Int { max(size, oldContentsEnd, reservedEnd) }
     /// A change the next fdatasync must carry although no bytes were appended (the trim's new file size).
     var metadataDirty = false
     /// Wall-clock time (ms) of the first append since open, or of the file's creation; drives roll by age.
@@ -63,6 +66,7 @@ final class Segment: @unchecked Sendable {
         // A new segment owns its name: bytes a failed roll left there must not become part of it.
         if create { try file.truncate(to: 0) }
         size = try file.size()
+        reservedEnd = size
         synchronizedSize = create ? 0 : size
         nextOffset = baseOffset
         let modified = Directory.modificationTimeMilliseconds(directory + "/" + SegmentNames.log(baseOffset)) ?? nowMilliseconds
@@ -76,6 +80,7 @@ final class Segment: @unchecked Sendable {
         try Directory.rename(spare, to: directory + "/" + SegmentNames.log(baseOffset))
         let segment = try Segment(baseOffset: baseOffset, directory: directory, create: false, nowMilliseconds: nowMilliseconds)
         segment.oldContentsEnd = segment.size
+        segment.reservedEnd = segment.size
         segment.size = 0
         segment.synchronizedSize = 0
         segment.createdAtMilliseconds = nowMilliseconds
@@ -84,12 +89,22 @@ final class Segment: @unchecked Sendable {
     }
 
     /// Cuts a recycled file's old contents beyond `size`, so the sealed (or closed) segment is exactly its
-    /// batches, as Kafka's tools expect. The new size becomes durable with the next fdatasync.
+    /// batches, as Kafka's tools expect, and gives back blocks reserved past it. A new size becomes durable
+    /// with the next fdatasync.
     func trimToSize() throws(LogError) {
-        guard recycled else { return }
+        guard recycled || reservedEnd > size else { return }
         try file.truncate(to: size)
+        if recycled { metadataDirty = true }
         oldContentsEnd = 0
-        metadataDirty = true
+        reservedEnd = size
+    }
+
+    /// Gives back blocks a reservation took past the file's end before a crash (an active segment found on
+    /// open): the file no longer says how far it reaches, so writes reserve afresh.
+    func releaseBlocksPastEnd() {
+        let blockRoundedSize = (size + 4095) & ~4095
+        guard let allocated = try? file.allocatedBytes(), allocated > blockRoundedSize else { return }
+        _ = try? file.truncate(to: size)
     }
 
     /// Unsynced bytes or an unsynced trim.

@@ -47,6 +47,67 @@ final class SegmentFile: @unchecked Sendable {
         }
     }
 
+    /// Writes `buffers` back to back at `position` with as few system calls as the kernel allows (pwritev):
+    /// the flusher writes a whole group of queued appends at once. On failure the file is cut back to
+    /// `position`, as with `writeAll(_:at:)`.
+    func writeAll(_ buffers: [UnsafeRawBufferPointer], at position: Int) throws(LogError) {
+        var vectors = buffers.compactMap { buffer in
+            buffer.baseAddress.map { iovec(iov_base: UnsafeMutableRawPointer(mutating: $0), iov_len: buffer.count) }
+        }
+        var first = 0
+        var written = 0
+        while first < vectors.count {
+            let count = Int32(min(vectors.count - first, Self.vectorsPerCallMax))
+            let result = vectors.withUnsafeMutableBufferPointer { all in
+                pwritev(descriptor, all.baseAddress.map { $0 + first }, count, off_t(position + written))
+            }
+            if result < 0 {
+                let code = errno
+                if code == EINTR { continue }
+                _ = ftruncate(descriptor, off_t(position))
+                if code == ENOSPC || code == EDQUOT { throw .diskFull(path: path) }
+                throw .io(operation: "write", path: path, errno: code)
+            }
+            written += result
+            // Skip what this call wrote; a short write leaves the rest of one buffer for the next call.
+            var remaining = result
+            while remaining > 0 && first < vectors.count {
+                if remaining >= vectors[first].iov_len {
+                    remaining -= vectors[first].iov_len
+                    first += 1
+                } else {
+                    vectors[first].iov_base += remaining
+                    vectors[first].iov_len -= remaining
+                    remaining = 0
+                }
+            }
+        }
+    }
+
+    /// IOV_MAX on Linux.
+    private static let vectorsPerCallMax = 1024
+
+    /// Allocates disk blocks for `count` bytes at `position` without changing the file's size, so writes
+    /// there cannot fail for want of space later. True when reserved, false where the file system cannot
+    /// reserve (the caller then writes at once, learning of a full disk from the write); throws `.diskFull`
+    /// when the disk has no room.
+    func reserve(_ count: Int, at position: Int) throws(LogError) -> Bool {
+        while outpost_reserve_space(descriptor, Int64(position), Int64(count)) != 0 {
+            let code = errno
+            if code == EINTR { continue }
+            if code == ENOSPC || code == EDQUOT { throw .diskFull(path: path) }
+            return false
+        }
+        return true
+    }
+
+    /// Bytes of disk the file holds (its blocks, which a reservation can take past its size).
+    func allocatedBytes() throws(LogError) -> Int {
+        var status = stat()
+        guard fstat(descriptor, &status) == 0 else { throw .io(operation: "fstat", path: path, errno: errno) }
+        return Int(status.st_blocks) * 512
+    }
+
     /// Reads up to `count` bytes at `position`, appending them to `output`. Returns how many were read
     /// (fewer at end of file).
     @discardableResult

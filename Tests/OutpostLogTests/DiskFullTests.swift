@@ -120,6 +120,71 @@ import Testing
         try reopened.close()
     }
 
+    /// Queued appends (`fsync: always`, awaiting durability) are written later by the flusher, so the space
+    /// they need is reserved when they are accepted: the append that does not fit fails at once, and every
+    /// one accepted before it commits.
+    @Test func queuedAppendsFailWithDiskFullWhenAcceptedAndEveryAcceptedOneCommits() throws {
+        let filesystem = try SmallFilesystem()
+        defer { filesystem.unmount() }
+        let filler = filesystem.path + "/filler"
+        try writeFile(filler, Array(repeating: 0xAB, count: 256 << 10))
+        let directory = filesystem.path + "/log"
+        let configuration = LogConfiguration.testing(fsync: .always)
+        var generator = SplitMix64(seed: 73)
+        var model: [StoredBatch] = []
+        let outcomes = WriteQueueTests.Outcomes()
+        do {
+            let log = try PartitionLog.open(directory: directory, configuration: configuration)
+            var failure: LogError?
+            for _ in 0..<2000 {
+                do {
+                    try WriteQueueTests.appendAwaitingDurability(
+                        log, randomRecords(count: 8, valueBytes: 1000...1000, using: &generator), into: &model, outcomes: outcomes)
+                } catch let error as LogError {
+                    failure = error
+                    break
+                }
+            }
+            #expect(Self.isDiskFull(failure), "expected diskFull, got \(String(describing: failure))")
+            #expect(model.count > 10, "the tmpfs filled up before anything was appended")
+            let end = model.last!.nextOffset
+            #expect(log.logEndOffset == end)
+            #expect(outcomes.wait(), "durability callbacks did not all arrive")
+            let results = outcomes.all
+            #expect(results.count == model.count + 1)  // the refused append is counted as one failure
+            #expect(results.filter { (try? $0.get()) != nil }.count == model.count)
+            #expect(log.durableEndOffset == end)
+            #expect(log.failureReason == nil)
+
+            // Nothing partial, everything readable and verifiable.
+            let segmentPath = directory + "/" + SegmentNames.log(0)
+            #expect(fileSize(segmentPath) == model.reduce(0) { $0 + $1.size })
+            #expect(try readEverything(log) == model.map(\.bytes))
+            let check = try LogInspector.verify(partitionDirectory: directory)
+            #expect(check.isIntact, "\(check.problems)")
+
+            // Space returns: queued appends are accepted again and commit, continuing the offsets.
+            try FileManager.default.removeItem(atPath: filler)
+            let resumed = try WriteQueueTests.appendAwaitingDurability(
+                log, randomRecords(count: 8, valueBytes: 1000...1000, using: &generator), into: &model, outcomes: outcomes)
+            #expect(resumed.baseOffset == end)
+            for _ in 0..<10 {
+                try WriteQueueTests.appendAwaitingDurability(
+                    log, randomRecords(count: 8, valueBytes: 1000...1000, using: &generator), into: &model, outcomes: outcomes)
+            }
+            #expect(outcomes.wait())
+            #expect(outcomes.all.count == model.count + 1)
+            #expect(log.durableEndOffset == model.last!.nextOffset)
+            try log.close()
+        }
+        let reopened = try PartitionLog.open(directory: directory, configuration: configuration)
+        #expect(reopened.recoveryReport.truncatedBytes == 0)
+        #expect(reopened.logEndOffset == model.last!.nextOffset)
+        #expect(try readEverything(reopened) == model.map(\.bytes))
+        #expect(try LogInspector.verify(partitionDirectory: directory).isIntact)
+        try reopened.close()
+    }
+
     @Test func retentionFreesSpaceOnAFullDiskAndAppendsResume() throws {
         let filesystem = try SmallFilesystem()
         defer { filesystem.unmount() }

@@ -6,4 +6,10 @@
 /// _GNU_SOURCE). Returns 0 or -1 with errno; elsewhere does nothing and returns 0.
 int outpost_start_writeback(int descriptor, long long offset, long long count);
 
+/// Allocates disk blocks for `count` bytes at `offset` of `descriptor` without changing the file's size
+/// (Linux `fallocate(FALLOC_FL_KEEP_SIZE)`, also _GNU_SOURCE only), so later writes there cannot run out of
+/// space. Returns 0 or -1 with errno (ENOSPC when the disk is full; EOPNOTSUPP where the file system or the
+/// system cannot).
+int outpost_reserve_space(int descriptor, long long offset, long long count);
+
 #endif

@@ -1,0 +1,227 @@
+import Dispatch
+import Foundation
+import OutpostCore
+import Testing
+
+@testable import OutpostLog
+
+/// Under `fsync: always`, appends that wait for durability are queued and written by the flusher, the whole
+/// group in one vectored write before its fsync (`append(_:partitionLeaderEpoch:whenDurable:)`).
+@Suite struct WriteQueueTests {
+    /// What durability callbacks saw, in the order they ran.
+    final class Outcomes: @unchecked Sendable {
+        private let lock = NSLock()
+        private var results: [Result<AppendResult, LogError>] = []
+        private let group = DispatchGroup()
+
+        func expect() { group.enter() }
+
+        func record(_ result: Result<AppendResult, LogError>) {
+            lock.lock()
+            results.append(result)
+            lock.unlock()
+            group.leave()
+        }
+
+        /// Waits (10 s at most) for every expected callback; false on timeout.
+        func wait() -> Bool { group.wait(timeout: .now() + 10) == .success }
+
+        var all: [Result<AppendResult, LogError>] {
+            lock.lock()
+            defer { lock.unlock() }
+            return results
+        }
+    }
+
+    /// A log under `always` whose every fsync takes `fsyncMilliseconds` longer, so appends made meanwhile
+    /// are still queued when the test looks.
+    static func slowFsyncConfiguration(fsyncMilliseconds: Int, segmentBytesMax: Int = 1 << 20) -> LogConfiguration {
+        var configuration = LogConfiguration.testing(segmentBytesMax: segmentBytesMax, fsync: .always)
+        configuration.simulatedFsyncDelayMilliseconds = fsyncMilliseconds
+        return configuration
+    }
+
+    /// Appends one batch through the durable path; returns what the log must hold for it.
+    @discardableResult
+    static func appendAwaitingDurability(
+        _ log: PartitionLog, _ records: [TestRecord], into model: inout [StoredBatch], outcomes: Outcomes
+    ) throws -> StoredBatch {
+        var bytes = try makeBatch(records)
+        outcomes.expect()
+        let result: AppendResult
+        do {
+            result = try log.append(bytes) { outcomes.record($0) }
+        } catch {
+            outcomes.record(.failure(error))  // never called back: balance the group here
+            throw error
+        }
+        RecordBatchValidation.setBaseOffset(result.firstOffset.rawValue, in: &bytes)
+        let stored = StoredBatch(baseOffset: result.firstOffset, bytes: bytes, records: records, header: try RecordBatchHeader(bytes: bytes))
+        model.append(stored)
+        return stored
+    }
+
+    @Test func appendsMadeDuringAnFsyncAreQueuedThenWrittenAsOneGroup() throws {
+        let directory = try ScratchDirectory()
+        let log = try PartitionLog.open(directory: directory.path, configuration: Self.slowFsyncConfiguration(fsyncMilliseconds: 400))
+        defer { try? log.close() }
+        var generator = SplitMix64(seed: 301)
+        var model: [StoredBatch] = []
+        let outcomes = Outcomes()
+        // The first append starts a round: the flusher writes it and is inside the slow fsync a moment later.
+        let first = try Self.appendAwaitingDurability(log, randomRecords(count: 3, using: &generator), into: &model, outcomes: outcomes)
+        let segment = directory.path + "/" + SegmentNames.log(0)
+        let deadline = Date().addingTimeInterval(5)
+        while fileSize(segment) < first.size && Date() < deadline { usleep(1000) }
+        #expect(fileSize(segment) == first.size)
+
+        // Twenty more while that fsync runs: queued, not written — the file does not grow.
+        for _ in 0..<20 {
+            try Self.appendAwaitingDurability(log, randomRecords(count: 3, using: &generator), into: &model, outcomes: outcomes)
+        }
+        #expect(fileSize(segment) == first.size, "appends under fsync always wrote the file themselves")
+        #expect(log.logEndOffset == model.last!.nextOffset)
+
+        #expect(outcomes.wait(), "durability callbacks did not all arrive")
+        let results = outcomes.all
+        #expect(results.count == 21)
+        for (result, stored) in zip(results, model) {
+            #expect((try? result.get())?.firstOffset == stored.baseOffset)
+            #expect((try? result.get())?.lastOffset == stored.lastOffset)
+        }
+        // One write for the first append, one for the twenty: the queue is written as one group.
+        let statistics = log.currentStatistics()
+        #expect(statistics.queuedGroupWrites == 2)
+        #expect(statistics.queuedAppendsWritten == 21)
+        #expect(statistics.fsyncCount == 2)
+        #expect(fileSize(segment) == model.reduce(0) { $0 + $1.size })
+        #expect(try readEverything(log) == model.map(\.bytes))
+    }
+
+    @Test func queuedAppendsAreReadableBeforeTheFlusherWritesThem() throws {
+        let directory = try ScratchDirectory()
+        let log = try PartitionLog.open(directory: directory.path, configuration: Self.slowFsyncConfiguration(fsyncMilliseconds: 400))
+        defer { try? log.close() }
+        var generator = SplitMix64(seed: 302)
+        var model: [StoredBatch] = []
+        let outcomes = Outcomes()
+        let first = try Self.appendAwaitingDurability(log, randomRecords(count: 3, using: &generator), into: &model, outcomes: outcomes)
+        let segment = directory.path + "/" + SegmentNames.log(0)
+        let deadline = Date().addingTimeInterval(5)
+        while fileSize(segment) < first.size && Date() < deadline { usleep(1000) }
+        let later = randomRecords(count: 5, baseTimestamp: first.records[0].timestamp + 60_000, using: &generator)
+        let queued = try Self.appendAwaitingDurability(log, later, into: &model, outcomes: outcomes)
+
+        // Read your own append at once, though it waits for the next round: the read writes the queue.
+        let read = try log.read(from: queued.baseOffset, maxBytes: 1 << 20)
+        #expect(splitBatches(read.bytes) == [queued.bytes])
+        #expect(read.nextOffset == queued.nextOffset)
+        #expect(try log.offset(forTimestamp: queued.records[0].timestamp)?.offset == queued.baseOffset)
+        #expect(log.durableEndOffset <= queued.baseOffset, "the queued append became durable before the slow fsync ended")
+        #expect(outcomes.wait())
+        #expect(outcomes.all.allSatisfy { (try? $0.get()) != nil })
+        #expect(log.durableEndOffset == queued.nextOffset)
+    }
+
+    @Test func aRollWritesTheQueueIntoTheSegmentItSeals() throws {
+        let directory = try ScratchDirectory()
+        let configuration = Self.slowFsyncConfiguration(fsyncMilliseconds: 100, segmentBytesMax: 16 << 10)
+        var generator = SplitMix64(seed: 303)
+        var model: [StoredBatch] = []
+        let outcomes = Outcomes()
+        do {
+            let log = try PartitionLog.open(directory: directory.path, configuration: configuration)
+            // ~1.1 KiB batches into 16 KiB segments: several rolls, most of them with appends queued.
+            for _ in 0..<120 {
+                try Self.appendAwaitingDurability(log, randomRecords(count: 1, valueBytes: 1000...1000, using: &generator), into: &model, outcomes: outcomes)
+            }
+            #expect(outcomes.wait())
+            #expect(outcomes.all.allSatisfy { (try? $0.get()) != nil })
+            let bases = try segmentBases(directory.path)
+            #expect(bases.count >= 6)
+            #expect(try readEverything(log, maxBytes: 3000) == model.map(\.bytes))
+            // Every segment holds exactly the batches from its base to the next one's.
+            for (base, batches) in layout(model, bases: bases) {
+                #expect(fileSize(directory.path + "/" + SegmentNames.log(base)) == batches.reduce(0) { $0 + $1.batch.size })
+            }
+            try log.close()
+        }
+        let check = try LogInspector.verify(partitionDirectory: directory.path)
+        #expect(check.isIntact, "\(check.problems)")
+        let reopened = try PartitionLog.open(directory: directory.path, configuration: configuration)
+        #expect(reopened.recoveryReport.truncatedBytes == 0)
+        #expect(try readEverything(reopened) == model.map(\.bytes))
+        try reopened.close()
+    }
+
+    @Test func closeWritesAndCommitsWhatIsQueued() throws {
+        let directory = try ScratchDirectory()
+        let configuration = Self.slowFsyncConfiguration(fsyncMilliseconds: 300)
+        var generator = SplitMix64(seed: 304)
+        var model: [StoredBatch] = []
+        let outcomes = Outcomes()
+        do {
+            let log = try PartitionLog.open(directory: directory.path, configuration: configuration)
+            for _ in 0..<10 {
+                try Self.appendAwaitingDurability(log, randomRecords(count: 2, using: &generator), into: &model, outcomes: outcomes)
+            }
+            try log.close()
+            #expect(outcomes.wait())
+            #expect(outcomes.all.count == 10)
+            #expect(outcomes.all.allSatisfy { (try? $0.get()) != nil })
+        }
+        let reopened = try PartitionLog.open(directory: directory.path, configuration: configuration)
+        #expect(reopened.recoveryReport.truncatedBytes == 0)
+        #expect(reopened.logEndOffset == model.last!.nextOffset)
+        #expect(try readEverything(reopened) == model.map(\.bytes))
+        try reopened.close()
+    }
+
+    @Test func spaceReservedForQueuedAppendsIsCountedAndLeftoversGoOnOpen() throws {
+        let directory = try ScratchDirectory()
+        // Recycling off: every segment is a new file, where queued appends reserve their space.
+        var configuration = Self.slowFsyncConfiguration(fsyncMilliseconds: 300)
+        configuration.recycleSegments = false
+        var generator = SplitMix64(seed: 305)
+        var model: [StoredBatch] = []
+        let outcomes = Outcomes()
+        do {
+            let log = try PartitionLog.open(directory: directory.path, configuration: configuration)
+            let first = try Self.appendAwaitingDurability(log, randomRecords(count: 1, valueBytes: 1000...1000, using: &generator), into: &model, outcomes: outcomes)
+            let segment = directory.path + "/" + SegmentNames.log(0)
+            let deadline = Date().addingTimeInterval(5)
+            while fileSize(segment) < first.size && Date() < deadline { usleep(1000) }
+            // Queued behind the slow fsync: not in the file yet, but their space is taken and counted.
+            for _ in 0..<10 {
+                try Self.appendAwaitingDurability(log, randomRecords(count: 1, valueBytes: 1000...1000, using: &generator), into: &model, outcomes: outcomes)
+            }
+            let queuedBytes = model.dropFirst().reduce(0) { $0 + $1.size }
+            #expect(fileSize(segment) == first.size)
+            #expect(Self.allocatedBytes(segment) >= first.size + queuedBytes)
+            let statistics = log.currentStatistics()
+            #expect(statistics.diskBytes == first.size + queuedBytes)
+            #expect(outcomes.wait())
+            #expect(log.currentStatistics().diskBytes == model.reduce(0) { $0 + $1.size })
+            try log.close()
+        }
+        // A crash between reserving and writing leaves blocks past the active segment's end: open gives
+        // them back (reserved here the way the log does).
+        let segment = directory.path + "/" + SegmentNames.log(0)
+        let size = fileSize(segment)
+        let file = try SegmentFile(path: segment, create: false)
+        #expect(try file.reserve(256 << 10, at: size))
+        #expect(Self.allocatedBytes(segment) >= size + (256 << 10))
+        let reopened = try PartitionLog.open(directory: directory.path, configuration: configuration)
+        #expect(Self.allocatedBytes(segment) <= Self.blockRounded(size) + 4096)
+        #expect(try readEverything(reopened) == model.map(\.bytes))
+        try reopened.close()
+    }
+
+    static func allocatedBytes(_ path: String) -> Int {
+        var status = stat()
+        guard stat(path, &status) == 0 else { return -1 }
+        return Int(status.st_blocks) * 512
+    }
+
+    static func blockRounded(_ size: Int) -> Int { (size + 4095) & ~4095 }
+}
