@@ -153,14 +153,13 @@ final class AppendWorkers: @unchecked Sendable {
         while true {
             let started = DispatchTime.now().uptimeNanoseconds
             do {
-                let result = try log.append(bytes)
+                _ = try log.append(bytes, whenDurable: commitCallback(for: pending))
                 metrics.appendLatency.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - started))
                 metrics.batchesAppended.increment()
                 metrics.batchBytes.record(bytes.count)
                 metrics.batchRecords.record(recordCount)
                 if !bytes.isEmpty { metrics.compressionRatio.record(Double(uncompressed) / Double(bytes.count)) }
                 if loggedDiskFull { logger.notice("disk space is back; appends resumed", metadata: ["partition": "\(pending.partition)"]) }
-                awaitCommit(pending, through: result.lastOffset, log: log)
                 return
             } catch {
                 if case .diskFull = error {
@@ -183,13 +182,14 @@ final class AppendWorkers: @unchecked Sendable {
         }
     }
 
-    private func awaitCommit(_ pending: PendingBatch, through offset: Offset, log: PartitionLog) {
+    /// What runs once a batch is committed (or can no longer be): metrics, then the waiters' completions.
+    private func commitCallback(for pending: PendingBatch) -> @Sendable (Result<AppendResult, LogError>) -> Void {
         let metrics = self.metrics
         let completions = pending.completions
         let mqttTimes = pending.mqttReceivedUptimes
         let counts = pending.sourceCounts
         let opened = pending.openedUptime
-        log.whenDurable(through: offset) { result in
+        return { result in
             let now = DispatchTime.now().uptimeNanoseconds
             if case .success = result {
                 metrics.commitLatency.recordNanoseconds(Int64(now - min(opened, now)))
@@ -198,7 +198,7 @@ final class AppendWorkers: @unchecked Sendable {
                     metrics.committed[source.index].increment(by: counts[source.index])
                 }
             }
-            for completion in completions { completion.batchFinished(result) }
+            for completion in completions { completion.batchFinished(result.map { _ in }) }
         }
     }
 

@@ -77,16 +77,18 @@ struct LogAppendCommand: ParsableCommand {
             var builder = ready.builder
             let batch = try builder.build(compression: codec, compressor: compressor)
             let log = topicLog.partitions[ready.partition]
-            let result = try log.append(batch)
-            appended += Int(result.lastOffset - result.firstOffset) + 1
+            let result: AppendResult
             if report {
                 let partition = ready.partition
-                log.whenDurable(through: result.lastOffset) { outcome in
-                    if case .success = outcome {
+                result = try log.append(batch) { outcome in
+                    if case .success(let result) = outcome {
                         Output.line("committed \(partition) \(result.firstOffset) \(result.lastOffset)")
                     }
                 }
+            } else {
+                result = try log.append(batch)
             }
+            appended += Int(result.lastOffset - result.firstOffset) + 1
         }
 
         var buffer: [UInt8] = []

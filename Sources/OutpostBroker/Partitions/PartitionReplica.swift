@@ -70,18 +70,16 @@ public final class LocalReplica: PartitionReplica {
     public var highWatermark: Offset { state.withLock { $0.highWatermark } }
 
     public func appendAsLeader(_ batches: [UInt8]) throws(LogError) -> AppendResult {
-        let result = try log.append(batches, partitionLeaderEpoch: leaderEpoch)
         if commitsWhenWritten {
+            let result = try log.append(batches, partitionLeaderEpoch: leaderEpoch)
             advanceHighWatermark(to: result.nextOffset)
-        } else {
-            // Registered before any producer's commit wait on these offsets, and the log releases waiters
-            // in order, so the high watermark moves before an acks=all answer goes out.
-            let next = result.nextOffset
-            log.whenDurable(through: result.lastOffset) { [weak self] outcome in
-                if case .success = outcome { self?.advanceHighWatermark(to: next) }
-            }
+            return result
         }
-        return result
+        // Registered with the append, before any producer's commit wait on these offsets, and the log
+        // releases waiters in order, so the high watermark moves before an acks=all answer goes out.
+        return try log.append(batches, partitionLeaderEpoch: leaderEpoch) { [weak self] outcome in
+            if case .success(let result) = outcome { self?.advanceHighWatermark(to: result.nextOffset) }
+        }
     }
 
     public func whenCommitted(through offset: Offset, _ callback: @escaping @Sendable (Result<Void, LogError>) -> Void) {
