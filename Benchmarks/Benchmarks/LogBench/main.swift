@@ -194,11 +194,12 @@ func logRun(directory: String, batches: [[UInt8]], policy: FsyncPolicy, appender
                 let batch = batches[index % batches.count]
                 index += appenders
                 let before = now()
-                guard let result = try? log.append(batch) else { fatalError("append failed") }
                 if waitForDurability {
-                    log.whenDurable(through: result.lastOffset) { _ in done.signal() }
+                    guard (try? log.append(batch) { _ in done.signal() }) != nil else { fatalError("append failed") }
                     done.wait()
                     histograms[appender].value.record((now() - before) / 1000)
+                } else {
+                    guard (try? log.append(batch)) != nil else { fatalError("append failed") }
                 }
                 appended[appender].value += batch.count
             }
@@ -213,7 +214,7 @@ func logRun(directory: String, batches: [[UInt8]], policy: FsyncPolicy, appender
     var merged = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
     for histogram in histograms { merged.add(histogram.value) }
     if waitForDurability && options.percentiles {
-        print("  percentiles µs: p90 \(merged.valueAtPercentile(90)) p95 \(merged.valueAtPercentile(95)) p99 \(merged.valueAtPercentile(99)) p99.9 \(merged.valueAtPercentile(99.9)) max \(merged.max); rolls ~\(steadyState ? statistics.appendedBytes / options.segmentBytes : statistics.segmentCount - 1); mean fsync µs \(Int(statistics.fsyncSecondsTotal / Double(max(1, statistics.fsyncCount)) * 1e6)) over \(statistics.fsyncCount), batches \(statistics.appendedBatches)")
+        print("  percentiles µs: p90 \(merged.valueAtPercentile(90)) p95 \(merged.valueAtPercentile(95)) p99 \(merged.valueAtPercentile(99)) p99.9 \(merged.valueAtPercentile(99.9)) max \(merged.max); rolls ~\(steadyState ? statistics.appendedBytes / options.segmentBytes : statistics.segmentCount - 1); mean fsync µs \(Int(statistics.fsyncSecondsTotal / Double(max(1, statistics.fsyncCount)) * 1e6)) over \(statistics.fsyncCount), batches \(statistics.appendedBatches), appends per group write \(String(format: "%.1f", Double(statistics.queuedAppendsWritten) / Double(max(1, statistics.queuedGroupWrites))))")
     }
     let bytes = appended.reduce(0) { $0 + $1.value }
     return Result(
