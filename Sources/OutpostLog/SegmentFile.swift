@@ -33,18 +33,7 @@ final class SegmentFile: @unchecked Sendable {
     /// Writes all of `bytes` at `position`. On failure the file is cut back to `position`, so a failed
     /// append leaves no partial batch behind, and the error is `.diskFull` for ENOSPC/EDQUOT.
     func writeAll(_ bytes: UnsafeRawBufferPointer, at position: Int) throws(LogError) {
-        var written = 0
-        while written < bytes.count {
-            let result = pwrite(descriptor, bytes.baseAddress! + written, bytes.count - written, off_t(position + written))
-            if result < 0 {
-                let code = errno
-                if code == EINTR { continue }
-                _ = ftruncate(descriptor, off_t(position))
-                if code == ENOSPC || code == EDQUOT { throw .diskFull(path: path) }
-                throw .io(operation: "write", path: path, errno: code)
-            }
-            written += result
-        }
+        try writeAll([bytes], at: position)
     }
 
     /// Writes `buffers` back to back at `position` with as few system calls as the kernel allows (pwritev):

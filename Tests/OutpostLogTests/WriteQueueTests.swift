@@ -61,6 +61,13 @@ import Testing
         return stored
     }
 
+    /// Waits (5 s at most) until the flusher has written `bytes` into `path`: its round is then under way, in
+    /// the slow fsync.
+    static func waitUntilFileHolds(_ bytes: Int, _ path: String) {
+        let deadline = Date().addingTimeInterval(5)
+        while fileSize(path) < bytes && Date() < deadline { usleep(1000) }
+    }
+
     @Test func appendsMadeDuringAnFsyncAreQueuedThenWrittenAsOneGroup() throws {
         let directory = try ScratchDirectory()
         let log = try PartitionLog.open(directory: directory.path, configuration: Self.slowFsyncConfiguration(fsyncMilliseconds: 400))
@@ -71,8 +78,7 @@ import Testing
         // The first append starts a round: the flusher writes it and is inside the slow fsync a moment later.
         let first = try Self.appendAwaitingDurability(log, randomRecords(count: 3, using: &generator), into: &model, outcomes: outcomes)
         let segment = directory.path + "/" + SegmentNames.log(0)
-        let deadline = Date().addingTimeInterval(5)
-        while fileSize(segment) < first.size && Date() < deadline { usleep(1000) }
+        Self.waitUntilFileHolds(first.size, segment)
         #expect(fileSize(segment) == first.size)
 
         // Twenty more while that fsync runs: queued, not written — the file does not grow.
@@ -107,8 +113,7 @@ import Testing
         let outcomes = Outcomes()
         let first = try Self.appendAwaitingDurability(log, randomRecords(count: 3, using: &generator), into: &model, outcomes: outcomes)
         let segment = directory.path + "/" + SegmentNames.log(0)
-        let deadline = Date().addingTimeInterval(5)
-        while fileSize(segment) < first.size && Date() < deadline { usleep(1000) }
+        Self.waitUntilFileHolds(first.size, segment)
         let later = randomRecords(count: 5, baseTimestamp: first.records[0].timestamp + 60_000, using: &generator)
         let queued = try Self.appendAwaitingDurability(log, later, into: &model, outcomes: outcomes)
 
@@ -189,8 +194,7 @@ import Testing
             let log = try PartitionLog.open(directory: directory.path, configuration: configuration)
             let first = try Self.appendAwaitingDurability(log, randomRecords(count: 1, valueBytes: 1000...1000, using: &generator), into: &model, outcomes: outcomes)
             let segment = directory.path + "/" + SegmentNames.log(0)
-            let deadline = Date().addingTimeInterval(5)
-            while fileSize(segment) < first.size && Date() < deadline { usleep(1000) }
+            Self.waitUntilFileHolds(first.size, segment)
             // Queued behind the slow fsync: not in the file yet, but their space is taken and counted.
             for _ in 0..<10 {
                 try Self.appendAwaitingDurability(log, randomRecords(count: 1, valueBytes: 1000...1000, using: &generator), into: &model, outcomes: outcomes)
