@@ -89,9 +89,8 @@ public struct LogStatistics: Hashable, Sendable {
 /// one (group commit). Under `fsync: always`, appends that wait for durability
 /// (`append(_:partitionLeaderEpoch:whenDurable:)`) are queued instead, and the flusher writes the whole
 /// group with one vectored write before its fsync. `whenDurable`/`awaitDurable` complete once an offset is
-/// fsynced. Reads hold the lock
-/// only to find their segment, then read without it; a segment deleted by retention mid-read stays
-/// readable through the reader's reference to its open file.
+/// fsynced. Reads hold the lock only to find their segment, then read without it; a segment deleted by
+/// retention mid-read stays readable through the reader's reference to its open file.
 public final class PartitionLog: @unchecked Sendable {
     public let directory: String
     public let configuration: LogConfiguration
@@ -251,12 +250,7 @@ public final class PartitionLog: @unchecked Sendable {
     /// `whenDurable(result.lastOffset)` fires; the flusher has already been woken. Appenders that wait for
     /// durability should use `append(_:partitionLeaderEpoch:whenDurable:)`, which is cheaper under `always`.
     public func append(_ batches: [UInt8], partitionLeaderEpoch: Int32? = nil) throws(LogError) -> AppendResult {
-        let (bytes, headers) = try prepare(batches)
-        let (result, writeback) = try appendLocked(bytes, headers: headers, partitionLeaderEpoch: partitionLeaderEpoch, whenDurable: nil)
-        // Under `always` the flusher fsyncs within moments: have the disk start on these bytes now, while it
-        // still gathers its group or finishes the previous fsync, instead of all at once in the fsync.
-        if let writeback { writeback.file.startWriteback(at: writeback.position, count: bytes.count) }
-        return result
+        try append(batches, partitionLeaderEpoch: partitionLeaderEpoch, callback: nil)
     }
 
     /// Appends like `append(_:partitionLeaderEpoch:)` and calls `whenDurable` with the same result once the
@@ -274,8 +268,16 @@ public final class PartitionLog: @unchecked Sendable {
         _ batches: [UInt8], partitionLeaderEpoch: Int32? = nil,
         whenDurable: @escaping @Sendable (Result<AppendResult, LogError>) -> Void
     ) throws(LogError) -> AppendResult {
+        try append(batches, partitionLeaderEpoch: partitionLeaderEpoch, callback: whenDurable)
+    }
+
+    private func append(
+        _ batches: [UInt8], partitionLeaderEpoch: Int32?, callback: (@Sendable (Result<AppendResult, LogError>) -> Void)?
+    ) throws(LogError) -> AppendResult {
         let (bytes, headers) = try prepare(batches)
-        let (result, writeback) = try appendLocked(bytes, headers: headers, partitionLeaderEpoch: partitionLeaderEpoch, whenDurable: whenDurable)
+        let (result, writeback) = try appendLocked(bytes, headers: headers, partitionLeaderEpoch: partitionLeaderEpoch, whenDurable: callback)
+        // A direct write under `always`: the flusher fsyncs within moments, so have the disk start on these
+        // bytes now, while it still gathers its group or finishes the previous fsync.
         if let writeback { writeback.file.startWriteback(at: writeback.position, count: bytes.count) }
         return result
     }
@@ -1014,11 +1016,20 @@ public final class PartitionLog: @unchecked Sendable {
     /// Bytes of log from `offset` to the end, to index precision (a few KiB): the replication backlog.
     public func approximateBytes(from offset: Offset) -> Int {
         locked {
-            try? writeQueueLocked()
             guard offset < nextOffset else { return 0 }
+            // Queued appends count as they will be written; they are not written for a metric (that would
+            // split the flusher's group).
+            let writtenEnd = segments[segments.count - 1].nextOffset
+            guard offset < writtenEnd else {
+                var lastOffset = writtenEnd + -1
+                return writeQueue.reduce(0) { total, append in
+                    lastOffset = lastOffset + append.headers.reduce(0) { $0 + Int64($1.lastOffsetDelta) + 1 }
+                    return lastOffset >= offset ? total + append.bytes.count : total
+                }
+            }
             let first = segmentIndex(containing: max(offset, logStart))
             let position = segments[first].indexes.position(atOrBefore: segments[first].relativeOffset(max(offset, logStart)))
-            return segments[first...].reduce(0) { $0 + $1.size } - position
+            return segments[first...].reduce(writeQueueBytes) { $0 + $1.size } - position
         }
     }
 

@@ -102,7 +102,7 @@ final class Segment: @unchecked Sendable {
     /// Gives back blocks a reservation took past the file's end before a crash (an active segment found on
     /// open): the file no longer says how far it reaches, so writes reserve afresh.
     func releaseBlocksPastEnd() {
-        let blockRoundedSize = (size + 4095) & ~4095
+        let blockRoundedSize = (size + SegmentFile.pageSize - 1) & ~(SegmentFile.pageSize - 1)
         guard let allocated = try? file.allocatedBytes(), allocated > blockRoundedSize else { return }
         _ = try? file.truncate(to: size)
     }

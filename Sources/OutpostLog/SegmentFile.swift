@@ -152,7 +152,7 @@ final class SegmentFile: @unchecked Sendable {
         _ = outpost_start_writeback(descriptor, Int64(start), Int64(end - start))
     }
 
-    private static let pageSize: Int = {
+    static let pageSize: Int = {
         let size = Int(sysconf(Int32(_SC_PAGESIZE)))
         // A power of two on every system we know; fall back to 4 KiB if sysconf says otherwise.
         return size > 0 && size & (size - 1) == 0 ? size : 4096

@@ -34,6 +34,14 @@ import Testing
 
         deinit { unmount() }
 
+        /// Takes 256 KiB of the space with a file, so the log fills the rest; deleting the file is "space
+        /// returns". Returns its path.
+        func fillQuarter() throws -> String {
+            let filler = path + "/filler"
+            try writeFile(filler, Array(repeating: 0xAB, count: 256 << 10))
+            return filler
+        }
+
         static func run(_ tool: String, _ arguments: [String]) -> (status: Int32, output: String) {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -71,8 +79,7 @@ import Testing
     @Test func appendsFailWithDiskFullLeaveNothingPartialAndResumeWhenSpaceReturns() throws {
         let filesystem = try SmallFilesystem()
         defer { filesystem.unmount() }
-        let filler = filesystem.path + "/filler"
-        try writeFile(filler, Array(repeating: 0xAB, count: 256 << 10))
+        let filler = try filesystem.fillQuarter()
         let directory = filesystem.path + "/log"
         let configuration = LogConfiguration.testing(fsync: .always)
         var generator = SplitMix64(seed: 71)
@@ -126,8 +133,7 @@ import Testing
     @Test func queuedAppendsFailWithDiskFullWhenAcceptedAndEveryAcceptedOneCommits() throws {
         let filesystem = try SmallFilesystem()
         defer { filesystem.unmount() }
-        let filler = filesystem.path + "/filler"
-        try writeFile(filler, Array(repeating: 0xAB, count: 256 << 10))
+        let filler = try filesystem.fillQuarter()
         let directory = filesystem.path + "/log"
         let configuration = LogConfiguration.testing(fsync: .always)
         var generator = SplitMix64(seed: 73)

@@ -87,6 +87,12 @@ import Testing
         }
         #expect(fileSize(segment) == first.size, "appends under fsync always wrote the file themselves")
         #expect(log.logEndOffset == model.last!.nextOffset)
+        // The backlog metric counts queued appends without writing them.
+        let queuedBytes = model.dropFirst().reduce(0) { $0 + $1.size }
+        #expect(log.approximateBytes(from: first.nextOffset) == queuedBytes)
+        #expect(log.approximateBytes(from: model[10].baseOffset) == model[10...].reduce(0) { $0 + $1.size })
+        #expect(log.approximateBytes(from: 0) == first.size + queuedBytes)
+        #expect(fileSize(segment) == first.size)
 
         #expect(outcomes.wait(), "durability callbacks did not all arrive")
         let results = outcomes.all
