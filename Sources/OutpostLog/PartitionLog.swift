@@ -151,6 +151,8 @@ public final class PartitionLog: @unchecked Sendable {
         /// Reusable once the directory fsync covering its rename is done: overwriting the file while a crash
         /// could still bring back its old name would put new bytes into what looks like an old segment.
         var directoryGeneration: UInt64
+        /// Drops the file's cached pages in the background until the file is taken (see `SpareCacheDrop`).
+        var cacheDrop: SpareCacheDrop?
     }
 
 
@@ -194,8 +196,13 @@ public final class PartitionLog: @unchecked Sendable {
         durableEnd = nextOffset
         recoveryPoint = loaded.report.recoveryPoint
         checkpoint = loaded.checkpoint
-        spares = loaded.spares.map { SpareFile(path: $0.path, bytes: $0.bytes, retired: nil, directoryGeneration: 0) }
+        spares = loaded.spares.map { spare in
+            // As when a segment retires: a spare's cached pages are not to be overwritten (`SpareCacheDrop`).
+            let drop = (try? SegmentFile(path: spare.path, create: false)).map { SpareCacheDrop(file: $0, bytes: spare.bytes) }
+            return SpareFile(path: spare.path, bytes: spare.bytes, retired: nil, directoryGeneration: 0, cacheDrop: drop)
+        }
         loaded.segments.last?.releaseBlocksPastEnd()
+        scheduleSpareCacheDrops()
     }
 
     deinit {
@@ -260,7 +267,7 @@ public final class PartitionLog: @unchecked Sendable {
     /// Under `fsync: always` the batches are not written here: they join a queue that the flusher writes
     /// right before its next fsync, the whole group in one vectored write (group commit on the write as well
     /// as on the fsync). Appenders then touch neither the file nor its lock in the kernel; a group waits for
-    /// no appender's page-cache write or for reads of the partial pages it overwrites in a recycled file.
+    /// no appender's page-cache write.
     /// Disk space for the queue is reserved here, so a full disk still fails this call. The queued batches
     /// are readable at once: a read that reaches them writes the queue first. Under the other policies the
     /// batches are written here, as by `append(_:partitionLeaderEpoch:)`.
@@ -356,7 +363,9 @@ public final class PartitionLog: @unchecked Sendable {
         } else {
             let writePosition = active.size
             do {
-                try active.file.writeAll(UnsafeRawBufferPointer(bytes.buffer), at: writePosition)
+                try active.file.writeAll(
+                    [UnsafeRawBufferPointer(bytes.buffer)], at: writePosition,
+                    zeroPadding: active.padding(after: writePosition + bytes.count))
             } catch {
                 // writeAll cut the file back to `writePosition`: a recycled file's old contents (or blocks
                 // reserved past it) went with it.
@@ -415,7 +424,9 @@ public final class PartitionLog: @unchecked Sendable {
         let writePosition = active.size
         let queued = writeQueue
         do {
-            try active.file.writeAll(queued.map { UnsafeRawBufferPointer($0.bytes.buffer) }, at: writePosition)
+            try active.file.writeAll(
+                queued.map { UnsafeRawBufferPointer($0.bytes.buffer) }, at: writePosition,
+                zeroPadding: active.padding(after: writePosition + writeQueueBytes))
         } catch {
             active.oldContentsEnd = min(active.oldContentsEnd, writePosition)
             active.reservedEnd = min(active.reservedEnd, writePosition)
@@ -511,12 +522,7 @@ public final class PartitionLog: @unchecked Sendable {
         checkpoint.segments[sealed.baseOffset] = Checkpoint.SegmentEntry(createdMilliseconds: sealed.createdAtMilliseconds)
         checkpoint.segments[segment.baseOffset] = Checkpoint.SegmentEntry(createdMilliseconds: now, recycled: segment.recycled)
         let sealedBase = sealed.baseOffset  // not the segment itself: a retired one must stay uniquely held
-        let recycledFile = segment.recycled ? segment.file : nil
         checkpointQueue.async { [weak self] in
-            // Appends overwrite partial pages: read a recycled file's old contents in ahead, so a box whose
-            // page cache dropped them does not read them a page at a time inside appends. (Off the lock:
-            // the hint walks the whole file's pages.)
-            recycledFile?.adviseWillNeed()
             self?.writeSealedIndexFiles(base: sealedBase, offsets: sealedOffsets, times: sealedTimes)
         }
         scheduleCheckpointWrite()
@@ -559,6 +565,7 @@ public final class PartitionLog: @unchecked Sendable {
                 guard (try? Directory.synchronize(directory)) != nil else { return nil }
                 directorySynchronizedGeneration = directoryGeneration
             }
+            spares[index].cacheDrop?.cancel()
             return spares.remove(at: index)
         }
         return nil
@@ -574,7 +581,18 @@ public final class PartitionLog: @unchecked Sendable {
         let path = directory + "/" + SegmentNames.spare(segment.baseOffset)
         try segment.retire(asSpare: path)
         directoryGeneration += 1
-        spares.append(SpareFile(path: path, bytes: segment.fileBytes, retired: segment, directoryGeneration: directoryGeneration))
+        spares.append(SpareFile(
+            path: path, bytes: segment.fileBytes, retired: segment, directoryGeneration: directoryGeneration,
+            cacheDrop: SpareCacheDrop(file: segment.file, bytes: segment.fileBytes)))
+        scheduleSpareCacheDrops()
+    }
+
+    /// Drops the spares' cached pages on the checkpoint queue (lock held), a slice at a time; see
+    /// `SpareCacheDrop`.
+    private func scheduleSpareCacheDrops() {
+        for drop in spares.compactMap(\.cacheDrop) {
+            checkpointQueue.async { drop.run() }
+        }
     }
 
     /// Gives back the disk held in reserve: deletes the spare file and cuts a recycled active segment's old
@@ -587,6 +605,7 @@ public final class PartitionLog: @unchecked Sendable {
         try? writeQueueLocked()
         let released = spares
         spares.removeAll()
+        for spare in released { spare.cacheDrop?.cancel() }
         var freed = released.reduce(0) { $0 + $1.bytes }
         if let active = segments.last, active.recycled || active.reservedEnd > active.size {
             let before = active.fileBytes
@@ -1136,6 +1155,7 @@ public final class PartitionLog: @unchecked Sendable {
             return
         }
         closed = true
+        for spare in spares { spare.cacheDrop?.cancel() }
         lock.broadcast()
         while flusherRunning { lock.wait() }
         let failure = self.failure
@@ -1199,6 +1219,56 @@ struct QueuedAppend {
 
 struct WeakSegment {
     weak var segment: Segment?
+}
+
+/// Drops a spare segment file's cached pages, a slice at a time with pauses between, until done or
+/// cancelled (by the roll that takes the file, or by close).
+///
+/// Why: a spare's cached pages are old contents, cached in the small pages its appends made; a roll that
+/// overwrote them in place would send each group write to the disk in that many pieces (on a virtual disk,
+/// measurably slower: docs/BENCHMARKS.md, issue 3). Dropped, the new appends get pages of their own size,
+/// and nothing reads the old bytes back, since appends pad to page ends (`Segment.padding(after:)`). In
+/// slices, because dropping 128 MiB at once takes the kernel ~14 ms of CPU, which stalls a small box's
+/// appenders for as long; cancellable and under a lock, because the hint also starts writeback of dirty
+/// pages, which must not hit the file once it is a segment again. Holds the file open only until done or
+/// cancelled, so a spare deleted for disk space frees its blocks at once.
+final class SpareCacheDrop: @unchecked Sendable {
+    private let lock = NSLock()
+    private var file: SegmentFile?
+    private let bytes: Int
+    private var dropped = 0
+    static let sliceBytes = 2 << 20
+
+    init(file: SegmentFile, bytes: Int) {
+        self.file = file
+        self.bytes = bytes
+    }
+
+    /// Drops slice after slice, pausing a millisecond between them.
+    func run() {
+        while dropNextSlice() {
+            Thread.sleep(forTimeInterval: 0.001)
+        }
+    }
+
+    /// False once done or cancelled.
+    private func dropNextSlice() -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let file else { return false }
+        let count = min(Self.sliceBytes, bytes - dropped)
+        file.adviseDontNeed(at: dropped, count: count)
+        dropped += count
+        if dropped >= bytes { self.file = nil }
+        return self.file != nil
+    }
+
+    /// Stops the drop; returns once no slice is being dropped.
+    func cancel() {
+        lock.lock()
+        file = nil
+        lock.unlock()
+    }
 }
 
 /// A value shared between a callback and a waiting thread.

@@ -43,6 +43,17 @@ final class Segment: @unchecked Sendable {
     var oldContentsEnd = 0
     /// The file still holds old contents past the segment's batches.
     var recycled: Bool { oldContentsEnd > size }
+    /// Zero bytes to write after a write ending at `end`, so that it ends on a page boundary: only inside a
+    /// recycled file's old contents (never growing the file). A write that leaves a page partly covered
+    /// makes the kernel read the rest of that page from the disk first when it is not cached (a synchronous
+    /// read inside the write; a spare's pages are dropped from the cache on purpose, see `SpareCacheDrop`,
+    /// and a long retention evicts them anyway). The zeros lie past the segment's end, where the next append
+    /// writes; recovery stops at them as it does at old contents.
+    func padding(after end: Int) -> Int {
+        guard end < oldContentsEnd else { return 0 }
+        let pageEnd = (end + SegmentFile.pageSize - 1) & ~(SegmentFile.pageSize - 1)
+        return min(pageEnd, oldContentsEnd) - end
+    }
     /// Bytes from the file's start that have disk blocks: its old contents when recycled, or what a
     /// reservation took for queued appends (`SegmentFile.reserve`). A write below it cannot find the disk full.
     var reservedEnd: Int

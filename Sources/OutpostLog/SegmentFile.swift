@@ -37,9 +37,26 @@ final class SegmentFile: @unchecked Sendable {
     }
 
     /// Writes `buffers` back to back at `position` with as few system calls as the kernel allows (pwritev):
-    /// the flusher writes a whole group of queued appends at once. On failure the file is cut back to
-    /// `position`, as with `writeAll(_:at:)`.
-    func writeAll(_ buffers: [UnsafeRawBufferPointer], at position: Int) throws(LogError) {
+    /// the flusher writes a whole group of queued appends at once. Then `zeroPadding` zero bytes (less than
+    /// a page; see `Segment.padding(after:)`). On failure the file is cut back to `position`, as with
+    /// `writeAll(_:at:)`.
+    func writeAll(_ buffers: [UnsafeRawBufferPointer], at position: Int, zeroPadding: Int = 0) throws(LogError) {
+        guard zeroPadding > 0 else { return try writeVectors(buffers, at: position) }
+        let failure: LogError? = Self.zeroPage.withUnsafeBytes { zeros in
+            do throws(LogError) {
+                try writeVectors(buffers + [UnsafeRawBufferPointer(rebasing: zeros[..<min(zeroPadding, zeros.count)])], at: position)
+                return nil
+            } catch {
+                return error
+            }
+        }
+        if let failure { throw failure }
+    }
+
+    /// A page of zeros, the source of `writeAll`'s padding.
+    private static let zeroPage = [UInt8](repeating: 0, count: pageSize)
+
+    private func writeVectors(_ buffers: [UnsafeRawBufferPointer], at position: Int) throws(LogError) {
         var vectors = buffers.compactMap { buffer in
             buffer.baseAddress.map { iovec(iov_base: UnsafeMutableRawPointer(mutating: $0), iov_len: buffer.count) }
         }
@@ -134,9 +151,10 @@ final class SegmentFile: @unchecked Sendable {
         guard ftruncate(descriptor, off_t(size)) == 0 else { throw .io(operation: "truncate", path: path, errno: errno) }
     }
 
-    /// Starts reading the whole file into the page cache in the background (a hint; errors ignored).
-    func adviseWillNeed() {
-        _ = posix_fadvise(descriptor, 0, 0, Int32(POSIX_FADV_WILLNEED))
+    /// Drops the clean cached pages of `count` bytes at `position` from the page cache (a hint; errors
+    /// ignored). It starts writeback of dirty ones, which stay.
+    func adviseDontNeed(at position: Int, count: Int) {
+        _ = posix_fadvise(descriptor, off_t(position), off_t(count), Int32(POSIX_FADV_DONTNEED))
     }
 
     /// Starts writing the whole pages among `count` bytes just written at `position` back to the disk,

@@ -235,6 +235,88 @@ import Glibc
         #expect(try readEverything(reopened) == model.map(\.bytes))
     }
 
+    /// Appends one batch through the write queue (`fsync: always` with a durability callback) and waits until
+    /// it is durable.
+    static func appendDurably(_ log: PartitionLog, _ records: [TestRecord], into model: inout [StoredBatch]) throws {
+        var bytes = try makeBatch(records, compression: .none)
+        let durable = DispatchSemaphore(value: 0)
+        let outcome = LockedBox<Result<AppendResult, LogError>?>(nil)
+        let result = try log.append(bytes) { done in
+            outcome.set(done)
+            durable.signal()
+        }
+        #expect(durable.wait(timeout: .now() + 10) == .success, "the append never became durable")
+        if case .failure(let error)? = outcome.get() { throw error }
+        RecordBatchValidation.setBaseOffset(result.firstOffset.rawValue, in: &bytes)
+        model.append(StoredBatch(baseOffset: result.firstOffset, bytes: bytes, records: records, header: try RecordBatchHeader(bytes: bytes)))
+    }
+
+    /// Writes into a recycled file end on a page boundary: zeros from the segment's end to the end of its page,
+    /// inside the old contents (the file's size unchanged), so no write makes the kernel read old bytes back
+    /// from the disk once the spare's cached pages are dropped. Both write paths: a direct append and a group
+    /// written from the write queue.
+    @Test func writesIntoARecycledFilePadToThePageEnd() throws {
+        let directory = try ScratchDirectory(inMemory: true)
+        let configuration = LogConfiguration.testing(segmentBytesMax: 16_384, fsync: .always, retentionBytes: 49_152)
+        let log = try PartitionLog.open(directory: directory.path, configuration: configuration)
+        defer { try? log.close() }
+        var generator = SplitMix64(seed: 507)
+        var model: [StoredBatch] = []
+        _ = try Self.fillUntilSpare(log, directory.path, model: &model, using: &generator)
+        let before = try segmentBases(directory.path).last
+        while try segmentBases(directory.path).last == before {
+            try appendBatch(log, randomRecords(count: 4, valueBytes: 100...300, using: &generator), into: &model)
+        }
+        let recycledBase = try #require(try segmentBases(directory.path).last)
+        let path = directory.sub(SegmentNames.log(recycledBase))
+        let oldSize = fileSize(path)
+        let page = SegmentFile.pageSize
+
+        func expectPaddedEnd(_ step: String) throws {
+            let end = model.filter { $0.baseOffset >= recycledBase }.reduce(0) { $0 + $1.size }
+            let bytes = try fileBytes(path)
+            #expect(bytes.count == oldSize, "\(step): the file's size changed")
+            #expect(end < oldSize, "\(step): the test must stay inside the old contents")
+            let pageEnd = min((end + page - 1) / page * page, bytes.count)
+            #expect(bytes[end..<pageEnd].allSatisfy { $0 == 0 }, "\(step): bytes \(end)..<\(pageEnd) are not zero padding")
+            #expect(Array(bytes[0..<end]) == model.filter { $0.baseOffset >= recycledBase }.flatMap(\.bytes), "\(step)")
+        }
+        try expectPaddedEnd("after the roll's direct append")
+        try appendBatch(log, randomRecords(count: 3, valueBytes: 50...200, using: &generator), into: &model)
+        try expectPaddedEnd("after a direct append")
+        try Self.appendDurably(log, randomRecords(count: 3, valueBytes: 50...200, using: &generator), into: &model)
+        try expectPaddedEnd("after a queued append")
+        #expect(log.currentStatistics().queuedGroupWrites > 0)
+        #expect(try readEverything(log) == model.filter { $0.baseOffset >= log.logStartOffset }.map(\.bytes))
+    }
+
+    /// A retired segment's file (the spare) leaves the page cache: its cached pages are old contents, and a
+    /// roll that overwrote them in place would write each group to the disk in as many pieces as they are.
+    @Test(.enabled(if: PageCache.dropsCleanPages, "needs a file system whose clean pages posix_fadvise can drop (not tmpfs)"))
+    func theSparesCachedPagesAreDropped() throws {
+        let directory = try ScratchDirectory()
+        let configuration = LogConfiguration.testing(segmentBytesMax: 262_144, fsync: .always, retentionBytes: 786_432)
+        let log = try PartitionLog.open(directory: directory.path, configuration: configuration)
+        defer { try? log.close() }
+        var generator = SplitMix64(seed: 508)
+        var model: [StoredBatch] = []
+        var spare: String?
+        // Every append durable before the next: the segment retention retires is clean, so all its pages
+        // can go.
+        for _ in 0..<2_000 where spare == nil {
+            try Self.appendDurably(log, randomRecords(count: 40, valueBytes: 100...300, using: &generator), into: &model)
+            spare = try Self.names(directory.path, suffix: ".spare").first.map { directory.sub($0) }
+        }
+        let sparePath = try #require(spare, "retention never produced a spare file")
+        let deadline = Date().addingTimeInterval(10)
+        var resident = PageCache.residentPages(sparePath)
+        while Date() < deadline, resident != 0 {
+            Thread.sleep(forTimeInterval: 0.02)
+            resident = PageCache.residentPages(sparePath)
+        }
+        #expect(resident == 0, "\(resident.map(String.init) ?? "unknown") pages of the spare file are still cached")
+    }
+
     @Test func checkpointKeepsTheRecycledFlag() {
         var checkpoint = Checkpoint()
         checkpoint.recoveryPoint = 40
@@ -243,4 +325,40 @@ import Glibc
         checkpoint.segments[80] = .init(createdMilliseconds: 12)
         #expect(Checkpoint.decode(checkpoint.encoded()) == checkpoint)
     }
+}
+
+/// What the page cache holds of a file (Linux `mincore` over a read-only mapping).
+enum PageCache {
+    static func residentPages(_ path: String) -> Int? {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { return nil }
+        defer { close(descriptor) }
+        var status = stat()
+        guard fstat(descriptor, &status) == 0 else { return nil }
+        let size = Int(status.st_size)
+        guard size > 0 else { return 0 }
+        guard let mapping = mmap(nil, size, PROT_READ, MAP_SHARED, descriptor, 0), mapping != UnsafeMutableRawPointer(bitPattern: -1) else {
+            return nil
+        }
+        defer { munmap(mapping, size) }
+        var vector = [UInt8](repeating: 0, count: (size + SegmentFile.pageSize - 1) / SegmentFile.pageSize)
+        guard mincore(mapping, size, &vector) == 0 else { return nil }
+        return vector.filter { $0 & 1 != 0 }.count
+    }
+
+    /// Whether this machine's temporary directory drops a written, fsynced file's pages on
+    /// `POSIX_FADV_DONTNEED` (tmpfs keeps them: they are its storage).
+    static let dropsCleanPages: Bool = {
+        let path = NSTemporaryDirectory() + "outpost-pagecache-probe-\(UUID().uuidString.prefix(8))"
+        defer { unlink(path) }
+        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else { return false }
+        defer { close(descriptor) }
+        let bytes = [UInt8](repeating: 7, count: 65_536)
+        guard bytes.withUnsafeBytes({ pwrite(descriptor, $0.baseAddress, $0.count, 0) }) == bytes.count, fsync(descriptor) == 0 else {
+            return false
+        }
+        _ = posix_fadvise(descriptor, 0, 0, Int32(POSIX_FADV_DONTNEED))
+        return residentPages(path) == 0
+    }()
 }
