@@ -1,7 +1,7 @@
 // End-to-end benchmark of OutpostLog against the disk's own fsync rate, measured in the same run.
 //
 //   swift run -c release --package-path Benchmarks outpost-log-bench [--dir DIR] [--seconds S] [--runs N]
-//       [--group-commit-only] [--percentiles] [--recovery-mib M] [--segment-mib M]
+//       [--group-commit-only] [--percentiles] [--recovery-mib M] [--segment-mib M] [--cold-spares]
 //
 // The scratch directories are created inside DIR (default /tmp) and removed at the end; DIR itself and
 // anything else in it are never touched.
@@ -12,7 +12,9 @@
 // Scenarios: fsync always / interval(5ms) / never, with 1 and 8 concurrent appenders, on a log in its
 // steady state under a retention budget (128 MiB segments unless --segment-mib, four retained, filled untimed until
 // retention has retired a segment, so rolls reuse files as they do for a log that has run a while), and
-// `always` on a fresh log too (every segment a new file); append→durable latency percentiles under
+// `always` on a fresh log too (every segment a new file); with --cold-spares, the steady-state log's spare
+// file is kept out of the page cache while it runs (a box whose retention spans far more than its page
+// cache, where a roll finds the file's old contents on the disk only); append→durable latency percentiles under
 // `always`; recovery (open) time of a 1 GiB log. Each figure is the median of --runs runs. Output is a
 // Markdown table for docs/BENCHMARKS.md.
 import Foundation
@@ -33,6 +35,8 @@ struct Options {
     var percentiles = false
     /// Segment size of the steady-state log (default: the log's default, 128 MiB).
     var segmentBytes = LogConfiguration().segmentBytesMax
+    /// Evict the steady-state log's spare files from the page cache while it runs.
+    var coldSpares = false
 
     init(arguments: [String]) {
         var iterator = arguments.dropFirst().makeIterator()
@@ -48,6 +52,7 @@ struct Options {
             // Per run under `always`: p90/p95/p99/p99.9/max, and the mean fsync time and batches per fsync.
             case "--percentiles": percentiles = true
             case "--segment-mib": segmentBytes = (Int(iterator.next() ?? "") ?? 128) << 20
+            case "--cold-spares": coldSpares = true
             default:
                 FileHandle.standardError.write(Data("unknown argument \(argument)\n".utf8))
                 exit(2)
@@ -177,6 +182,8 @@ func logRun(directory: String, batches: [[UInt8]], policy: FsyncPolicy, appender
         try filling.close()
     }
     configuration.fsync = policy
+    let evictor = options.coldSpares && steadyState ? SpareEvictor(directory: partition) : nil
+    defer { evictor?.stop() }
     let log = try PartitionLog.open(directory: partition, configuration: configuration)
     let waitForDurability = policy == .always
     let histograms = (0..<appenders).map { _ in Box(Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)) }
@@ -222,6 +229,42 @@ func logRun(directory: String, batches: [[UInt8]], policy: FsyncPolicy, appender
         p50Microseconds: waitForDurability ? Double(merged.valueAtPercentile(50)) : nil,
         p99Microseconds: waitForDurability ? Double(merged.valueAtPercentile(99)) : nil,
         fsyncs: statistics.fsyncCount)
+}
+
+/// Drops the page cache of every `.spare` file in a directory every 50 ms until stopped (`--cold-spares`).
+final class SpareEvictor: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stopped = false
+    private let finished = DispatchSemaphore(value: 0)
+
+    init(directory: String) {
+        let thread = Thread { [self] in
+            while !isStopped {
+                for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where name.hasSuffix(".spare") {
+                    let descriptor = open(directory + "/" + name, O_RDONLY | O_CLOEXEC)
+                    guard descriptor >= 0 else { continue }
+                    _ = posix_fadvise(descriptor, 0, 0, Int32(POSIX_FADV_DONTNEED))
+                    close(descriptor)
+                }
+                Thread.sleep(forTimeInterval: 0.05)
+            }
+            finished.signal()
+        }
+        thread.start()
+    }
+
+    private var isStopped: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return stopped
+    }
+
+    func stop() {
+        lock.lock()
+        stopped = true
+        lock.unlock()
+        finished.wait()
+    }
 }
 
 final class Box<Value>: @unchecked Sendable {
@@ -317,7 +360,7 @@ for (policy, appenders, steadyState) in [
     let runs = try (0..<options.runs).map { _ in
         try logRun(directory: options.directory, batches: batches, policy: policy, appenders: appenders, seconds: options.seconds, steadyState: steadyState)
     }
-    let name = "log fsync \(policy), \(appenders) appender\(appenders == 1 ? "" : "s")\(steadyState ? "" : ", fresh log (no file to recycle)")"
+    let name = "log fsync \(policy), \(appenders) appender\(appenders == 1 ? "" : "s")\(steadyState ? (options.coldSpares ? ", spares kept out of the page cache" : "") : ", fresh log (no file to recycle)")"
     print("| \(name) | \(format(medianResult(runs), reference: bare)) |")
 }
 print("\nCRC-32C: \(CRC32C.usesHardware ? "CPU instruction" : "tables")")
