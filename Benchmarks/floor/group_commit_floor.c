@@ -3,7 +3,7 @@
 // tell what the disk allows from what OutpostLog costs. Not part of the product.
 //
 //   gcc -O2 -pthread Benchmarks/floor/group_commit_floor.c -o /tmp/group-commit-floor
-//   /tmp/group-commit-floor DIR [seconds] [runs]
+//   /tmp/group-commit-floor DIR [seconds] [runs] [prepare-write-bytes]
 //
 // Rows (each the median of `runs` runs, latency from the start of an append to the end of the fdatasync
 // that covers it):
@@ -17,7 +17,9 @@
 //     (`append(_:partitionLeaderEpoch:whenDurable:)`).
 // In both, appenders wait on one condition and the flusher on another, woken only once its group is
 // complete; the file is written and fsynced beforehand, so appends overwrite it (what a recycled segment
-// is).
+// is). It is written in writes of prepare-write-bytes (default 1 MiB), which sets the size of the pages it
+// stays cached in: 62000, as a log's appends write, gives the small pages a recycled segment had cached
+// before OutpostLog dropped them (docs/BENCHMARKS.md, issue 3).
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <pthread.h>
@@ -31,6 +33,7 @@
 
 enum { batch_bytes = 62 * 1024, appenders = 8, max_samples = 4000000, group_max = 64 };
 static const long file_bytes = 512L << 20;
+static long prepare_write_bytes = 1L << 20;
 
 static uint64_t now_ns(void) {
     struct timespec t;
@@ -154,8 +157,8 @@ static struct figures run_once(const char *path, int mode, double seconds) {
     if (r.descriptor < 0) { perror(path); exit(1); }
     if (mode > 0) {
         static char zeros[1 << 20];
-        for (long at = 0; at < file_bytes; at += sizeof zeros)
-            if (pwrite(r.descriptor, zeros, sizeof zeros, at) != (ssize_t)sizeof zeros) { perror("pwrite"); exit(1); }
+        for (long at = 0; at < file_bytes; at += prepare_write_bytes)
+            if (pwrite(r.descriptor, zeros, prepare_write_bytes, at) != (ssize_t)prepare_write_bytes) { perror("pwrite"); exit(1); }
         if (fsync(r.descriptor) != 0) { perror("fsync"); exit(1); }
     }
     uint64_t start = now_ns();
@@ -196,9 +199,11 @@ static double median(double *values, int count) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2) { fprintf(stderr, "usage: %s DIR [seconds] [runs]\n", argv[0]); return 2; }
+    if (argc < 2) { fprintf(stderr, "usage: %s DIR [seconds] [runs] [prepare-write-bytes]\n", argv[0]); return 2; }
     double seconds = argc > 2 ? atof(argv[2]) : 5;
     int runs = argc > 3 ? atoi(argv[3]) : 3;
+    if (argc > 4) prepare_write_bytes = atol(argv[4]);
+    if (prepare_write_bytes < 4096 || prepare_write_bytes > (1L << 20)) prepare_write_bytes = 1L << 20;
     if (runs < 1 || runs > 32) runs = 3;
     char path[4096];
     snprintf(path, sizeof path, "%s/group-commit-floor-%d.data", argv[1], (int)getpid());

@@ -533,6 +533,9 @@ public final class PartitionLog: @unchecked Sendable {
     /// Writes a sealed segment's index files and records their checksums in the checkpoint (on the
     /// checkpoint queue). Until then, or if this fails, recovery rebuilds them from the batch headers.
     private func writeSealedIndexFiles(base: Offset, offsets: [OffsetIndexEntry], times: [TimeIndexEntry]) {
+        // Retention may have removed the segment (and its index files) before this ran: writing them now
+        // would leave index files of a segment that is gone.
+        guard locked({ segments.contains { $0.baseOffset == base } }) else { return }
         let checksums: (index: UInt32, timeIndex: UInt32)
         do {
             checksums = try Segment.writeIndexFiles(directory: directory, baseOffset: base, offsets: offsets, times: times)
@@ -549,6 +552,7 @@ public final class PartitionLog: @unchecked Sendable {
         }
         let retired = !segments.contains { $0.baseOffset == base }
         lock.unlock()
+        // Removed while the files were being written.
         if retired {
             try? Directory.remove(directory + "/" + SegmentNames.index(base))
             try? Directory.remove(directory + "/" + SegmentNames.timeIndex(base))
