@@ -362,10 +362,10 @@ public final class PartitionLog: @unchecked Sendable {
             writeQueueBytes += bytes.count
         } else {
             let writePosition = active.size
+            let padding = active.padding(after: writePosition + bytes.count)
             do {
-                try active.file.writeAll(
-                    [UnsafeRawBufferPointer(bytes.buffer)], at: writePosition,
-                    zeroPadding: active.padding(after: writePosition + bytes.count))
+                try active.file.writeAll([UnsafeRawBufferPointer(bytes.buffer)], at: writePosition, zeroPadding: padding)
+                if padding > 0 { active.paddedThrough = writePosition + bytes.count + padding }
             } catch {
                 // writeAll cut the file back to `writePosition`: a recycled file's old contents (or blocks
                 // reserved past it) went with it.
@@ -423,10 +423,10 @@ public final class PartitionLog: @unchecked Sendable {
         let active = segments[segments.count - 1]
         let writePosition = active.size
         let queued = writeQueue
+        let padding = active.padding(after: writePosition + writeQueueBytes)
         do {
-            try active.file.writeAll(
-                queued.map { UnsafeRawBufferPointer($0.bytes.buffer) }, at: writePosition,
-                zeroPadding: active.padding(after: writePosition + writeQueueBytes))
+            try active.file.writeAll(queued.map { UnsafeRawBufferPointer($0.bytes.buffer) }, at: writePosition, zeroPadding: padding)
+            if padding > 0 { active.paddedThrough = writePosition + writeQueueBytes + padding }
         } catch {
             active.oldContentsEnd = min(active.oldContentsEnd, writePosition)
             active.reservedEnd = min(active.reservedEnd, writePosition)

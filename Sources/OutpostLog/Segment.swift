@@ -48,12 +48,15 @@ final class Segment: @unchecked Sendable {
     /// makes the kernel read the rest of that page from the disk first when it is not cached (a synchronous
     /// read inside the write; a spare's pages are dropped from the cache on purpose, see `SpareCacheDrop`,
     /// and a long retention evicts them anyway). The zeros lie past the segment's end, where the next append
-    /// writes; recovery stops at them as it does at old contents.
+    /// writes; recovery stops at them as it does at old contents. None when an earlier write already padded
+    /// through `end` (small appends within one page copy no zeros again).
     func padding(after end: Int) -> Int {
-        guard end < oldContentsEnd else { return 0 }
+        guard end < oldContentsEnd, end >= paddedThrough else { return 0 }
         let pageEnd = (end + SegmentFile.pageSize - 1) & ~(SegmentFile.pageSize - 1)
         return min(pageEnd, oldContentsEnd) - end
     }
+    /// Where the last write's zero padding ended (see `padding(after:)`).
+    var paddedThrough = 0
     /// Bytes from the file's start that have disk blocks: its old contents when recycled, or what a
     /// reservation took for queued appends (`SegmentFile.reserve`). A write below it cannot find the disk full.
     var reservedEnd: Int
