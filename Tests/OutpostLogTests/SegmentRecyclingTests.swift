@@ -238,17 +238,10 @@ import Glibc
     /// Appends one batch through the write queue (`fsync: always` with a durability callback) and waits until
     /// it is durable.
     static func appendDurably(_ log: PartitionLog, _ records: [TestRecord], into model: inout [StoredBatch]) throws {
-        var bytes = try makeBatch(records, compression: .none)
-        let durable = DispatchSemaphore(value: 0)
-        let outcome = LockedBox<Result<AppendResult, LogError>?>(nil)
-        let result = try log.append(bytes) { done in
-            outcome.set(done)
-            durable.signal()
-        }
-        #expect(durable.wait(timeout: .now() + 10) == .success, "the append never became durable")
-        if case .failure(let error)? = outcome.get() { throw error }
-        RecordBatchValidation.setBaseOffset(result.firstOffset.rawValue, in: &bytes)
-        model.append(StoredBatch(baseOffset: result.firstOffset, bytes: bytes, records: records, header: try RecordBatchHeader(bytes: bytes)))
+        let outcomes = WriteQueueTests.Outcomes()
+        try WriteQueueTests.appendAwaitingDurability(log, records, into: &model, outcomes: outcomes)
+        #expect(outcomes.wait(), "the append never became durable")
+        if case .failure(let error)? = outcomes.all.first { throw error }
     }
 
     /// Writes into a recycled file end on a page boundary: zeros from the segment's end to the end of its page,
