@@ -37,7 +37,10 @@ import Testing
         #expect(!plainKeys.contains(17) && !plainKeys.contains(36))
         await plain.stop()
 
-        let broker = try await Self.start()
+        // This connection never authenticates: keep the set-up deadline (30 s by default) out of the way. A
+        // fresh-clone CI run, on a machine loaded enough that this test took 91 s, once lost the connection
+        // here ("I/O on closed channel"), most likely to that deadline.
+        let broker = try await Self.start { $0.security.connectionSetupTimeoutMilliseconds = 600_000 }
         let connection = try await broker.connect()
         let response = try await connection.request(ApiVersionsRequest(), version: 2)
         #expect(response.apiKeys.contains(.init(apiKey: 17, minVersion: 0, maxVersion: 1)))
