@@ -202,7 +202,7 @@ public final class PartitionLog: @unchecked Sendable {
             return SpareFile(path: spare.path, bytes: spare.bytes, retired: nil, directoryGeneration: 0, cacheDrop: drop)
         }
         loaded.segments.last?.releaseBlocksPastEnd()
-        scheduleSpareCacheDrops()
+        for drop in spares.compactMap(\.cacheDrop) { checkpointQueue.async { drop.run() } }
     }
 
     deinit {
@@ -585,18 +585,9 @@ public final class PartitionLog: @unchecked Sendable {
         let path = directory + "/" + SegmentNames.spare(segment.baseOffset)
         try segment.retire(asSpare: path)
         directoryGeneration += 1
-        spares.append(SpareFile(
-            path: path, bytes: segment.fileBytes, retired: segment, directoryGeneration: directoryGeneration,
-            cacheDrop: SpareCacheDrop(file: segment.file, bytes: segment.fileBytes)))
-        scheduleSpareCacheDrops()
-    }
-
-    /// Drops the spares' cached pages on the checkpoint queue (lock held), a slice at a time; see
-    /// `SpareCacheDrop`.
-    private func scheduleSpareCacheDrops() {
-        for drop in spares.compactMap(\.cacheDrop) {
-            checkpointQueue.async { drop.run() }
-        }
+        let drop = SpareCacheDrop(file: segment.file, bytes: segment.fileBytes)
+        spares.append(SpareFile(path: path, bytes: segment.fileBytes, retired: segment, directoryGeneration: directoryGeneration, cacheDrop: drop))
+        checkpointQueue.async { drop.run() }
     }
 
     /// Gives back the disk held in reserve: deletes the spare file and cuts a recycled active segment's old

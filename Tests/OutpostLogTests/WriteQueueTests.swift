@@ -61,11 +61,17 @@ import Testing
         return stored
     }
 
-    /// Waits (5 s at most) until the flusher has written `bytes` into `path`: its round is then under way, in
-    /// the slow fsync.
-    static func waitUntilFileHolds(_ bytes: Int, _ path: String) {
+    /// Appends one batch through the durable path and waits (5 s at most) until the flusher has written it
+    /// into the first segment: its round is then under way, in the slow fsync. Returns the batch and the
+    /// segment's path.
+    static func startRound(
+        _ log: PartitionLog, in directory: String, _ records: [TestRecord], into model: inout [StoredBatch], outcomes: Outcomes
+    ) throws -> (first: StoredBatch, segment: String) {
+        let first = try appendAwaitingDurability(log, records, into: &model, outcomes: outcomes)
+        let segment = directory + "/" + SegmentNames.log(0)
         let deadline = Date().addingTimeInterval(5)
-        while fileSize(path) < bytes && Date() < deadline { usleep(1000) }
+        while fileSize(segment) < first.size && Date() < deadline { usleep(1000) }
+        return (first, segment)
     }
 
     @Test func appendsMadeDuringAnFsyncAreQueuedThenWrittenAsOneGroup() throws {
@@ -76,9 +82,7 @@ import Testing
         var model: [StoredBatch] = []
         let outcomes = Outcomes()
         // The first append starts a round: the flusher writes it and is inside the slow fsync a moment later.
-        let first = try Self.appendAwaitingDurability(log, randomRecords(count: 3, using: &generator), into: &model, outcomes: outcomes)
-        let segment = directory.path + "/" + SegmentNames.log(0)
-        Self.waitUntilFileHolds(first.size, segment)
+        let (first, segment) = try Self.startRound(log, in: directory.path, randomRecords(count: 3, using: &generator), into: &model, outcomes: outcomes)
         #expect(fileSize(segment) == first.size)
 
         // Twenty more while that fsync runs: queued, not written — the file does not grow.
@@ -117,9 +121,7 @@ import Testing
         var generator = SplitMix64(seed: 302)
         var model: [StoredBatch] = []
         let outcomes = Outcomes()
-        let first = try Self.appendAwaitingDurability(log, randomRecords(count: 3, using: &generator), into: &model, outcomes: outcomes)
-        let segment = directory.path + "/" + SegmentNames.log(0)
-        Self.waitUntilFileHolds(first.size, segment)
+        let (first, _) = try Self.startRound(log, in: directory.path, randomRecords(count: 3, using: &generator), into: &model, outcomes: outcomes)
         let later = randomRecords(count: 5, baseTimestamp: first.records[0].timestamp + 60_000, using: &generator)
         let queued = try Self.appendAwaitingDurability(log, later, into: &model, outcomes: outcomes)
 
@@ -198,9 +200,8 @@ import Testing
         let outcomes = Outcomes()
         do {
             let log = try PartitionLog.open(directory: directory.path, configuration: configuration)
-            let first = try Self.appendAwaitingDurability(log, randomRecords(count: 1, valueBytes: 1000...1000, using: &generator), into: &model, outcomes: outcomes)
-            let segment = directory.path + "/" + SegmentNames.log(0)
-            Self.waitUntilFileHolds(first.size, segment)
+            let (first, segment) = try Self.startRound(
+                log, in: directory.path, randomRecords(count: 1, valueBytes: 1000...1000, using: &generator), into: &model, outcomes: outcomes)
             // Queued behind the slow fsync: not in the file yet, but their space is taken and counted.
             for _ in 0..<10 {
                 try Self.appendAwaitingDurability(log, randomRecords(count: 1, valueBytes: 1000...1000, using: &generator), into: &model, outcomes: outcomes)
