@@ -29,6 +29,11 @@ final class GatewayProcess: @unchecked Sendable {
         let errorLog = dataDirectory + "/gateway-\(UUID().uuidString.prefix(6)).stderr"
         _ = FileManager.default.createFile(atPath: errorLog, contents: nil)
         process.standardError = FileHandle(forWritingAtPath: errorLog)
+        // A gateway that hangs on stop is sent SIGABRT (see `stop`): Swift's backtracer then writes every
+        // thread's stack into the error log, for the failure message.
+        var environment = ProcessInfo.processInfo.environment
+        environment["SWIFT_BACKTRACE"] = "enable=yes,interactive=no,preset=full,registers=none,images=none,output-to=stderr"
+        process.environment = environment
         try process.run()
         // The ready line: "outpost gateway ready tcp=P udp=P http=P metrics=P".
         let handle = output.fileHandleForReading
@@ -71,8 +76,11 @@ final class GatewayProcess: @unchecked Sendable {
     func stop() -> Int32 {
         guard process.isRunning else { return process.terminationStatus }
         kill(pid, SIGTERM)
-        // A shutdown that hangs is a failure to report, not a reason for the suite to hang.
+        // A shutdown that hangs is a failure to report, not a reason for the suite to hang: abort it so the
+        // backtracer records where its threads are (`stderrText`), then kill it.
         guard waitUntil(seconds: 30, interval: 0.01, { !process.isRunning }) else {
+            kill(pid, SIGABRT)
+            _ = waitUntil(seconds: 30, interval: 0.05, { !process.isRunning })
             kill9()
             return -SIGKILL
         }
