@@ -117,6 +117,9 @@ public final class PartitionLog: @unchecked Sendable {
     private var checkpoint: Checkpoint
     private let checkpointWriteLock = NSLock()
     private let checkpointQueue = DispatchQueue(label: "outpost-log-checkpoint")
+    /// Unlinks the files of segments retention removed, off the append lock (see `retire`). Its own queue,
+    /// not the checkpoint queue's, so that waiting for it never waits out a spare's cache drop.
+    private let fileRemovalQueue = DispatchQueue(label: "outpost-log-file-removal")
     private var checkpointWriteScheduled = false
     /// Directory changes (a segment created or renamed, a spare retired) count up; the flusher fsyncs the
     /// directory before the next round's waiters are released, so a roll does no directory fsync under the
@@ -142,6 +145,11 @@ public final class PartitionLog: @unchecked Sendable {
     private var writeQueueBytes = 0
     /// `fallocate` failed as unsupported once: queue no more (appends write at once).
     private var reservationUnsupported = false
+    /// Set on open when a spare file waits and the active segment has batches: the first append rolls into
+    /// the spare. Recovery leaves the active segment ending at its last batch, so appending there extends
+    /// the file, and every fsync then also writes the new blocks' allocation and the file's size (on ext4,
+    /// fsyncs took 1.7x as long); at an edge box's rates that segment could take days to fill.
+    private var rollIntoSpareOnFirstAppend: Bool
 
     struct SpareFile {
         var path: String
@@ -197,12 +205,13 @@ public final class PartitionLog: @unchecked Sendable {
         recoveryPoint = loaded.report.recoveryPoint
         checkpoint = loaded.checkpoint
         spares = loaded.spares.map { spare in
-            // As when a segment retires: a spare's cached pages are not to be overwritten (`SpareCacheDrop`).
-            let drop = (try? SegmentFile(path: spare.path, create: false)).map { SpareCacheDrop(file: $0, bytes: spare.bytes) }
-            return SpareFile(path: spare.path, bytes: spare.bytes, retired: nil, directoryGeneration: 0, cacheDrop: drop)
+            // As when a segment retires, a spare's cached pages are not to be overwritten (`SpareCacheDrop`);
+            // dropped here at once, as part of opening: the first append may roll into it.
+            if let file = try? SegmentFile(path: spare.path, create: false) { file.adviseDontNeed(at: 0, count: spare.bytes) }
+            return SpareFile(path: spare.path, bytes: spare.bytes, retired: nil, directoryGeneration: 0, cacheDrop: nil)
         }
+        rollIntoSpareOnFirstAppend = configuration.recycleSegments && !spares.isEmpty && (loaded.segments.last?.size ?? 0) > 0
         loaded.segments.last?.releaseBlocksPastEnd()
-        for drop in spares.compactMap(\.cacheDrop) { checkpointQueue.async { drop.run() } }
     }
 
     deinit {
@@ -483,6 +492,7 @@ public final class PartitionLog: @unchecked Sendable {
     /// segment.
     private func shouldRoll(_ active: Segment, end: Int, adding count: Int, now: Int64) -> Bool {
         guard end > 0 else { return false }
+        if rollIntoSpareOnFirstAppend && !spares.isEmpty { return true }
         if end + count > configuration.segmentBytesMax { return true }
         if let ageMax = configuration.segmentAgeMaxMilliseconds, now - active.createdAtMilliseconds >= ageMax { return true }
         return false
@@ -491,6 +501,7 @@ public final class PartitionLog: @unchecked Sendable {
     /// Seals the active segment and starts a new one at `nextOffset`, in the spare file when there is one.
     /// Caller holds the lock.
     private func roll(now: Int64) throws(LogError) -> Segment {
+        rollIntoSpareOnFirstAppend = false
         let sealed = segments[segments.count - 1]
         // The sealed segment's index files (hundreds of KiB for a full segment) are written on the
         // checkpoint queue, off the append lock; its indexes no longer change.
@@ -576,17 +587,29 @@ public final class PartitionLog: @unchecked Sendable {
     }
 
     /// Removes a segment retention deleted (lock held): its file becomes the spare when recycling and no
-    /// spare is kept yet, else it is deleted.
+    /// spare is kept yet, else it is deleted. Only the rename to the spare happens here: unlinking files
+    /// (hundreds of microseconds each, freeing their blocks) is left to the checkpoint queue, off the append
+    /// lock — retention runs inside a roll, in an appender's call. A crash before then leaves files whose
+    /// segment is gone, which the next open removes.
     private func retire(_ segment: Segment) throws(LogError) {
         guard configuration.recycleSegments && spares.isEmpty && segment.size > 0 else {
-            try segment.deleteFiles()
+            fileRemovalQueue.async { [logger] in
+                do { try segment.deleteFiles() } catch {
+                    logger.error("could not delete a segment", metadata: ["path": "\(segment.logPath)", "error": "\(error)"])
+                }
+            }
             return
         }
         let path = directory + "/" + SegmentNames.spare(segment.baseOffset)
-        try segment.retire(asSpare: path)
+        try Directory.rename(segment.logPath, to: path)
         directoryGeneration += 1
         let drop = SpareCacheDrop(file: segment.file, bytes: segment.fileBytes)
         spares.append(SpareFile(path: path, bytes: segment.fileBytes, retired: segment, directoryGeneration: directoryGeneration, cacheDrop: drop))
+        // Paths, not the segment: it must stay uniquely held by its spare entry (see `takeSpare`).
+        let indexPaths = [segment.indexPath, segment.timeIndexPath]
+        fileRemovalQueue.async {
+            for path in indexPaths { try? Directory.remove(path) }
+        }
         checkpointQueue.async { drop.run() }
     }
 
@@ -1091,10 +1114,17 @@ public final class PartitionLog: @unchecked Sendable {
 
     /// Deletes whole oldest segments beyond the size or age bound, never the active segment and never one
     /// that holds offsets at or above the retention floor. The owner calls this periodically (age) — size
-    /// is also enforced on every roll.
+    /// is also enforced on every roll. The deleted files are gone from the disk when this returns.
     @discardableResult
     public func enforceRetention() -> RetentionOutcome {
-        locked { applyRetention(now: clock()) }
+        let outcome = locked { applyRetention(now: clock()) }
+        if !outcome.deletedSegments.isEmpty { awaitFileRemovals() }
+        return outcome
+    }
+
+    /// Returns once the files of segments retention removed so far are unlinked.
+    func awaitFileRemovals() {
+        fileRemovalQueue.sync {}
     }
 
     /// Lock held.
@@ -1124,7 +1154,7 @@ public final class PartitionLog: @unchecked Sendable {
             outcome.deletedSegments.append(segment.baseOffset)
             outcome.deletedBytes += segment.size
             do { try retire(segment) } catch {
-                logger.error("could not delete a segment", metadata: ["path": "\(segment.logPath)", "error": "\(error)"])
+                logger.error("could not retire a segment", metadata: ["path": "\(segment.logPath)", "error": "\(error)"])
             }
         }
         // A deleted segment that comes back after a crash is only old data again; the directory fsync and
@@ -1133,10 +1163,13 @@ public final class PartitionLog: @unchecked Sendable {
         lock.broadcast()
         scheduleCheckpointWrite()
         outcome.logStartOffset = logStart
-        logger.info("retention deleted segments", metadata: [
-            "directory": "\(directory)", "segments": "\(outcome.deletedSegments.count)", "bytes": "\(outcome.deletedBytes)",
-            "log_start_offset": "\(logStart)",
-        ])
+        // Logged off the lock: a log handler's write is not the appenders' to wait for.
+        fileRemovalQueue.async { [logger, directory, outcome] in
+            logger.info("retention deleted segments", metadata: [
+                "directory": "\(directory)", "segments": "\(outcome.deletedSegments.count)", "bytes": "\(outcome.deletedBytes)",
+                "log_start_offset": "\(outcome.logStartOffset)",
+            ])
+        }
         return outcome
     }
 
@@ -1178,6 +1211,7 @@ public final class PartitionLog: @unchecked Sendable {
         }
         // A scheduled write skips once closed; wait out one already writing, then write the last state here.
         checkpointQueue.sync {}
+        awaitFileRemovals()
         if allSynchronized {
             for callback in leftover { callback(.success(())) }
             leftover.removeAll()

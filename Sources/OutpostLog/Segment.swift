@@ -176,15 +176,6 @@ final class Segment: @unchecked Sendable {
         (CRC32C.checksum(SegmentIndexes.encode(indexes.offsets[...])), CRC32C.checksum(SegmentIndexes.encode(indexes.times[...])))
     }
 
-    /// Renames the `.log` file to `spare` for a later roll to reuse, and deletes the index files.
-    func retire(asSpare spare: String) throws(LogError) {
-        try Directory.rename(logPath, to: spare)
-        // Once renamed, the file is the spare whatever happens to the index files (the next open removes
-        // index files whose segment is gone).
-        try? Directory.remove(indexPath)
-        try? Directory.remove(timeIndexPath)
-    }
-
     func deleteFiles() throws(LogError) {
         try Directory.remove(logPath)
         try Directory.remove(indexPath)

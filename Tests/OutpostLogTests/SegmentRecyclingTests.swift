@@ -41,7 +41,9 @@ import Glibc
         let spare = try Self.fillUntilSpare(log, directory.path, model: &model, using: &generator)
         let spareInode = try #require(Self.inode(spare))
         let spareBytes = fileSize(spare)
-        // The retired segment's indexes are gone with it; only its data file waits.
+        // The retired segment's indexes are gone with it (unlinked off the append lock); only its data file
+        // waits.
+        log.awaitFileRemovals()
         let stem = String(spare.split(separator: "/").last!.dropLast(".spare".count))
         #expect(!FileManager.default.fileExists(atPath: directory.sub(stem + ".index")))
         #expect(try Self.names(directory.path, suffix: ".spare").count == 1)
@@ -105,6 +107,63 @@ import Glibc
             try appendBatch(reopened, randomRecords(count: 4, valueBytes: 100...300, using: &generator), into: &model)
         }
         #expect(Self.inode(directory.sub(SegmentNames.log(try #require(try segmentBases(directory.path).last)))) == spareInode)
+    }
+
+    /// Reopened, the active segment ends at its last batch, so appending to it would extend the file (each
+    /// fsync then also writes block allocations and the size): the first append rolls into the spare file
+    /// instead, and everything reads, reopens and verifies as before.
+    @Test func theFirstAppendAfterAReopenRollsIntoTheSpare() throws {
+        let directory = try ScratchDirectory()
+        let configuration = LogConfiguration.testing(segmentBytesMax: 4096, retentionBytes: 12_288)
+        var generator = SplitMix64(seed: 507)
+        var model: [StoredBatch] = []
+        do {
+            let log = try PartitionLog.open(directory: directory.path, configuration: configuration)
+            _ = try Self.fillUntilSpare(log, directory.path, model: &model, using: &generator)
+            try appendBatch(log, randomRecords(count: 2, using: &generator), into: &model)
+            let start = log.logStartOffset
+            try log.close()
+            model.removeAll { $0.baseOffset < start }
+        }
+        let spare = try #require(try Self.names(directory.path, suffix: ".spare").first)
+        let spareInode = try #require(Self.inode(directory.sub(spare)))
+        let activeBase = try #require(try segmentBases(directory.path).last)
+        #expect(fileSize(directory.sub(SegmentNames.log(activeBase))) < configuration.segmentBytesMax / 2, "the test wants a roomy active segment")
+
+        let reopened = try PartitionLog.open(directory: directory.path, configuration: configuration)
+        try appendBatch(reopened, randomRecords(count: 2, using: &generator), into: &model)
+        let newBase = try #require(try segmentBases(directory.path).last)
+        #expect(newBase == model[model.count - 1].baseOffset, "the first append did not start a segment")
+        #expect(Self.inode(directory.sub(SegmentNames.log(newBase))) == spareInode, "the roll did not reuse the spare file")
+        // The segment it left is sealed exactly at its batches.
+        #expect(try fileBytes(directory.sub(SegmentNames.log(activeBase))) == model.filter { $0.baseOffset >= activeBase && $0.baseOffset < newBase }.flatMap(\.bytes))
+        // Later appends stay in the segment, as usual.
+        try appendBatch(reopened, randomRecords(count: 2, using: &generator), into: &model)
+        #expect(try segmentBases(directory.path).last == newBase)
+        let start = reopened.logStartOffset
+        model.removeAll { $0.baseOffset < start }
+        #expect(try readEverything(reopened) == model.map(\.bytes))
+        try reopened.close()
+        let check = try LogInspector.verify(partitionDirectory: directory.path)
+        #expect(check.isIntact, "\(check.problems)")
+    }
+
+    /// Without a spare file there is nothing to roll into: a reopened log appends to its active segment.
+    @Test func withoutASpareTheReopenedLogKeepsItsActiveSegment() throws {
+        let directory = try ScratchDirectory()
+        let configuration = LogConfiguration.testing(segmentBytesMax: 4096, retentionBytes: 1 << 20)
+        var generator = SplitMix64(seed: 508)
+        var model: [StoredBatch] = []
+        do {
+            let log = try PartitionLog.open(directory: directory.path, configuration: configuration)
+            try appendBatch(log, randomRecords(count: 2, using: &generator), into: &model)
+            try log.close()
+        }
+        let reopened = try PartitionLog.open(directory: directory.path, configuration: configuration)
+        defer { try? reopened.close() }
+        try appendBatch(reopened, randomRecords(count: 2, using: &generator), into: &model)
+        #expect(try segmentBases(directory.path) == [0])
+        #expect(try readEverything(reopened) == model.map(\.bytes))
     }
 
     /// A crash (the files as they are while the log runs) leaves the recycled file's old contents after the
@@ -307,6 +366,28 @@ import Glibc
             Thread.sleep(forTimeInterval: 0.02)
             resident = PageCache.residentPages(sparePath)
         }
+        #expect(resident == 0, "\(resident.map(String.init) ?? "unknown") pages of the spare file are still cached")
+    }
+
+    /// A spare found on open is out of the page cache once open returns: the first append may roll into it.
+    @Test(.enabled(if: PageCache.dropsCleanPages, "needs a file system whose clean pages posix_fadvise can drop (not tmpfs)"))
+    func aSpareFoundOnOpenIsDroppedFromThePageCacheBeforeOpenReturns() throws {
+        let directory = try ScratchDirectory()
+        let configuration = LogConfiguration.testing(segmentBytesMax: 16_384, retentionBytes: 49_152)
+        var generator = SplitMix64(seed: 509)
+        var model: [StoredBatch] = []
+        do {
+            let log = try PartitionLog.open(directory: directory.path, configuration: configuration)
+            _ = try Self.fillUntilSpare(log, directory.path, model: &model, using: &generator)
+            try log.close()
+        }
+        let sparePath = directory.sub(try #require(try Self.names(directory.path, suffix: ".spare").first))
+        // Read it into the page cache, as a recent run leaves it.
+        _ = try Data(contentsOf: URL(fileURLWithPath: sparePath))
+        #expect((PageCache.residentPages(sparePath) ?? 0) > 0, "reading the spare did not cache it")
+        let reopened = try PartitionLog.open(directory: directory.path, configuration: configuration)
+        defer { try? reopened.close() }
+        let resident = PageCache.residentPages(sparePath)
         #expect(resident == 0, "\(resident.map(String.init) ?? "unknown") pages of the spare file are still cached")
     }
 
