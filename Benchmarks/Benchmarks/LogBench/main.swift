@@ -11,7 +11,8 @@
 // appending to a file; and both loops overwriting a file written beforehand (what a recycled segment is).
 // Scenarios: fsync always / interval(5ms) / never, with 1 and 8 concurrent appenders, on a log in its
 // steady state under a retention budget (128 MiB segments unless --segment-mib, four retained, filled untimed until
-// retention has retired a segment, so rolls reuse files as they do for a log that has run a while), and
+// retention has retired a segment, then reopened and appended to untimed for six segments' worth, so rolls reuse
+// files as they do for a log that has run a while and the reopen's effects are past), and
 // `always` on a fresh log too (every segment a new file); with --cold-spares, the steady-state log's spare
 // file is kept out of the page cache while it runs (a box whose retention spans far more than its page
 // cache, where a roll finds the file's old contents on the disk only); append→durable latency percentiles under
@@ -161,7 +162,8 @@ func bareLoop(directory: String, batches: [[UInt8]], seconds: Double, groupSize:
 /// before the next (like a producer with acks), recording append→durable latency.
 ///
 /// `steadyState`: the log has a retention budget and is filled (untimed, fsync never) until retention has
-/// retired a segment, whose file the next roll reuses; otherwise a fresh log with default settings.
+/// retired a segment, whose file the next roll reuses, then reopened and warmed up (see below); otherwise a
+/// fresh log with default settings.
 func logRun(directory: String, batches: [[UInt8]], policy: FsyncPolicy, appenders: Int, seconds: Double, steadyState: Bool) throws -> Result {
     freshDirectory(directory)
     let partition = directory + "/p-0"
