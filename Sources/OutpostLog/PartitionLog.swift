@@ -222,6 +222,9 @@ public final class PartitionLog: @unchecked Sendable {
             try? writeQueueLocked()
             closed = true
             if let active = segments.last { try? active.trimToSize() }
+            for segment in segments {
+                if let truncation = segment.pendingTruncation { try? segment.file.truncate(to: truncation) }
+            }
             for segment in segments where segment.needsSynchronize { try? segment.file.synchronize() }
             for segment in segments { segment.writePendingIndexEntries() }
         }
@@ -511,7 +514,7 @@ public final class PartitionLog: @unchecked Sendable {
         sealed.indexes.timesWritten = sealedTimes.count
         // A recycled file's old contents past the last batch go now; the flusher makes the size durable
         // before the recovery point can pass this segment.
-        try sealed.trimToSize()
+        try sealed.trimToSize(deferringTruncation: true)
         var reused: Segment?
         if let spare = takeSpare() {
             do {
@@ -603,8 +606,10 @@ public final class PartitionLog: @unchecked Sendable {
         let path = directory + "/" + SegmentNames.spare(segment.baseOffset)
         try Directory.rename(segment.logPath, to: path)
         directoryGeneration += 1
-        let drop = SpareCacheDrop(file: segment.file, bytes: segment.fileBytes)
-        spares.append(SpareFile(path: path, bytes: segment.fileBytes, retired: segment, directoryGeneration: directoryGeneration, cacheDrop: drop))
+        // A trim the flusher has not done yet leaves the file longer than the segment.
+        let bytes = segment.pendingTruncation == nil ? segment.fileBytes : ((try? segment.file.size()) ?? segment.fileBytes)
+        let drop = SpareCacheDrop(file: segment.file, bytes: bytes)
+        spares.append(SpareFile(path: path, bytes: bytes, retired: segment, directoryGeneration: directoryGeneration, cacheDrop: drop))
         // Paths, not the segment: it must stay uniquely held by its spare entry (see `takeSpare`).
         let indexPaths = [segment.indexPath, segment.timeIndexPath]
         fileRemovalQueue.async {
@@ -750,22 +755,15 @@ public final class PartitionLog: @unchecked Sendable {
         // Files and weak references only: a retired segment must stay uniquely held by its spare entry
         // (see `takeSpare`) while this round fsyncs.
         let dirty = segments.filter(\.needsSynchronize).map {
-            (segment: WeakSegment(segment: $0), file: $0.file, size: $0.size, trimmed: $0.metadataDirty)
+            (segment: WeakSegment(segment: $0), file: $0.file, size: $0.size, trimmed: $0.metadataDirty, truncation: $0.pendingTruncation)
         }
         let directoryTarget = directoryGeneration > directorySynchronizedGeneration ? directoryGeneration : nil
         synchronizeRequested = false
         lock.unlock()
-        var error: LogError?
         let started = MonotonicCondition.uptimeNanoseconds()
-        if directoryTarget != nil {
-            do { try Directory.synchronize(directory) } catch let failed { error = failed }
-        }
-        for entry in dirty where error == nil {
-            do { try entry.file.synchronize() } catch let failed {
-                error = failed
-                break
-            }
-        }
+        var targets = dirty.map { SynchronizeTarget.file($0.file, truncatingTo: $0.truncation) }
+        if directoryTarget != nil { targets.insert(.directory(directory), at: 0) }
+        let error = Self.synchronize(targets)
         if let delay = configuration.simulatedFsyncDelayMilliseconds, delay > 0 {
             Thread.sleep(forTimeInterval: Double(delay) / 1000)
         }
@@ -788,6 +786,7 @@ public final class PartitionLog: @unchecked Sendable {
                 guard let segment = entry.segment.segment else { continue }
                 segment.synchronizedSize = max(segment.synchronizedSize, entry.size)
                 if entry.trimmed { segment.metadataDirty = false }
+                if let truncation = entry.truncation, segment.pendingTruncation == truncation { segment.pendingTruncation = nil }
             }
             if let directoryTarget { directorySynchronizedGeneration = max(directorySynchronizedGeneration, directoryTarget) }
             if !dirty.isEmpty {
@@ -809,6 +808,38 @@ public final class PartitionLog: @unchecked Sendable {
         lock.unlock()
         for callback in released { callback(releasedResult) }
         return true
+    }
+
+    enum SynchronizeTarget {
+        case directory(String)
+        /// A segment's file, first truncated to a deferred trim's size if it has one.
+        case file(SegmentFile, truncatingTo: Int?)
+
+        func synchronize() throws(LogError) {
+            switch self {
+            case .directory(let path):
+                try Directory.synchronize(path)
+            case .file(let file, let truncation):
+                if let truncation { try file.truncate(to: truncation) }
+                try file.synchronize()
+            }
+        }
+    }
+
+    /// fsyncs a round's targets, at once when there are several (a roll's round has the directory, the
+    /// sealed segment and the new one): no waiter is released before all are done, so their order does
+    /// not matter, and the device takes their flushes together instead of one after another. Returns the
+    /// first failure.
+    static func synchronize(_ targets: [SynchronizeTarget]) -> LogError? {
+        guard targets.count > 1 else {
+            do { try targets.first?.synchronize() } catch { return error }
+            return nil
+        }
+        let failure = LockedBox<LogError?>(nil)
+        DispatchQueue.concurrentPerform(iterations: targets.count) { index in
+            do throws(LogError) { try targets[index].synchronize() } catch { failure.update { $0 = $0 ?? error } }
+        }
+        return failure.get()
     }
 
     /// Waits (lock held, at most a second) until there is something to fsync. Deadlines are on the
@@ -1307,4 +1338,5 @@ final class LockedBox<Value>: @unchecked Sendable {
     init(_ value: Value) { self.value = value }
     func set(_ newValue: Value) { lock.lock(); value = newValue; lock.unlock() }
     func get() -> Value { lock.lock(); defer { lock.unlock() }; return value }
+    func update(_ body: (inout Value) -> Void) { lock.lock(); body(&value); lock.unlock() }
 }

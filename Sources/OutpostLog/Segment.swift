@@ -64,6 +64,10 @@ final class Segment: @unchecked Sendable {
     var fileBytes: Int { max(size, oldContentsEnd, reservedEnd) }
     /// A change the next fdatasync must carry although no bytes were appended (the trim's new file size).
     var metadataDirty = false
+    /// The size a deferred trim cuts the file to; the flusher truncates right before its next fdatasync. A
+    /// roll trims the segment it seals: freeing the old contents' blocks took up to ~250 µs, too long to
+    /// hold the append lock for, and that fdatasync had to follow anyway.
+    var pendingTruncation: Int?
     /// Wall-clock time (ms) of the first append since open, or of the file's creation; drives roll by age.
     var createdAtMilliseconds: Int64
     /// Wall-clock time (ms) of the last append; drives retention by age.
@@ -104,11 +108,17 @@ final class Segment: @unchecked Sendable {
 
     /// Cuts a recycled file's old contents beyond `size`, so the sealed (or closed) segment is exactly its
     /// batches, as Kafka's tools expect, and gives back blocks reserved past it. A new size becomes durable
-    /// with the next fdatasync.
-    func trimToSize() throws(LogError) {
+    /// with the next fdatasync. Deferred, only the bookkeeping changes here and the flusher truncates the
+    /// file right before that fdatasync (see `pendingTruncation`).
+    func trimToSize(deferringTruncation: Bool = false) throws(LogError) {
         guard recycled || reservedEnd > size else { return }
-        try file.truncate(to: size)
-        if recycled { metadataDirty = true }
+        if deferringTruncation {
+            pendingTruncation = size
+            metadataDirty = true
+        } else {
+            try file.truncate(to: size)
+            if recycled { metadataDirty = true }
+        }
         oldContentsEnd = 0
         reservedEnd = size
     }

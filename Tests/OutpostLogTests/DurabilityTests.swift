@@ -275,6 +275,30 @@ import Testing
         #expect(weakLog == nil, "the log is still alive 2 s after its last reference was dropped")
     }
 
+    /// A round's fsyncs (after a roll: the directory, the sealed segment with its deferred trim, the new
+    /// segment) run at once: each target is done, and the round fails with a failure among them.
+    @Test func aRoundsFsyncsAllRunAndAFailureFailsTheRound() throws {
+        let directory = try ScratchDirectory()
+        let sealedPath = directory.sub("sealed.log")
+        let activePath = directory.sub("active.log")
+        try writeFile(sealedPath, [UInt8](repeating: 0x5A, count: 8192))
+        try writeFile(activePath, [UInt8](repeating: 0x5A, count: 8192))
+        let sealed = try SegmentFile(path: sealedPath, create: false)
+        let active = try SegmentFile(path: activePath, create: false)
+        let done = PartitionLog.synchronize([.directory(directory.path), .file(sealed, truncatingTo: 100), .file(active, truncatingTo: nil)])
+        #expect(done == nil)
+        #expect(fileSize(sealedPath) == 100, "the deferred trim was not applied")
+        #expect(fileSize(activePath) == 8192)
+
+        let failed = PartitionLog.synchronize([.directory(directory.sub("gone")), .file(sealed, truncatingTo: 50)])
+        guard case .io(let operation, let path, _)? = failed else {
+            Issue.record("expected the directory's failure, got \(String(describing: failed))")
+            return
+        }
+        #expect(operation == "open directory" && path == directory.sub("gone"))
+        #expect(fileSize(sealedPath) == 50, "a failing target must not keep the others from running")
+    }
+
     @Test func fsyncPoliciesParse() {
         #expect(FsyncPolicy(parsing: "always") == .always)
         #expect(FsyncPolicy(parsing: "never") == .never)

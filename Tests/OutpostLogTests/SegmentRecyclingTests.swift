@@ -65,11 +65,13 @@ import Glibc
         #expect(try readEverything(log) == kept.map(\.bytes))
         #expect(try log.read(from: log.logEndOffset, maxBytes: 1 << 20).batchCount == 0)
 
-        // Once sealed by the next roll, the recycled segment is exactly its batches (Kafka's tools read it).
+        // Once sealed by the next roll, the recycled segment is exactly its batches (Kafka's tools read it):
+        // its file is cut by the flusher round that makes the roll durable.
         let recycledBase = newBase
         while try segmentBases(directory.path).last == recycledBase {
             try appendBatch(log, randomRecords(count: 4, valueBytes: 100...300, using: &generator), into: &model)
         }
+        try log.flush()
         let sealed = model.filter { $0.baseOffset >= recycledBase && $0.baseOffset < (try! segmentBases(directory.path).last!) }
         #expect(try fileBytes(directory.sub(SegmentNames.log(recycledBase))) == sealed.flatMap(\.bytes))
     }
