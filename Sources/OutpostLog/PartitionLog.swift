@@ -106,7 +106,8 @@ public final class PartitionLog: @unchecked Sendable {
     /// Offsets below this are fsynced.
     private var durableEnd: Offset
     private var recoveryPoint: Offset
-    private var waiters: [(offset: Offset, callback: @Sendable (Result<Void, LogError>) -> Void)] = []
+    /// Durability callbacks in offset order; `append` marks an append's own (see `groupTarget`).
+    private var waiters: [Waiter] = []
     private var synchronizeRequested = false
     private var failure: LogError?
     private var closed = false
@@ -131,9 +132,14 @@ public final class PartitionLog: @unchecked Sendable {
     /// Retired segment files waiting to be reused by a roll (at most one; see `recycleSegments`).
     private var spares: [SpareFile]
     /// Group commit bookkeeping under `always`: appends since the flusher last started an fsync, how many
-    /// the last fsync carried, when it ended and how long it took.
+    /// the next group should hold (`groupTarget`), when the last fsync ended and how long it took.
     private var appendsSinceSynchronize = 0
-    private var lastGroupAppends = 0
+    /// The appends the flusher waits for before its next fsync: those that arrived during the last round,
+    /// plus one for each append the last round made durable — an appender waiting on its append comes back
+    /// with the next one within moments. Counting what the last round carried instead lost an appender
+    /// for good whenever one came back late: the next group started one short and left it for the one
+    /// after, where the same count left another out (runs of up to ten rounds of 7 of 8 appenders).
+    private var groupTarget = 0
     private var lastRoundEndUptimeNanoseconds: UInt64 = 0
     private var lastFsyncNanoseconds: UInt64 = 0
     /// The flusher is in a timed wait for the rest of a group (see `waitForWork`).
@@ -240,6 +246,9 @@ public final class PartitionLog: @unchecked Sendable {
     public var durableEndOffset: Offset { locked { durableEnd } }
     /// Set once an fsync failed: the log refuses work until reopened.
     public var failureReason: LogError? { locked { failure } }
+
+    /// `groupTarget`, for tests.
+    var groupTargetForTesting: Int { locked { groupTarget } }
 
     public func currentStatistics() -> LogStatistics {
         locked {
@@ -392,14 +401,14 @@ public final class PartitionLog: @unchecked Sendable {
         let result = AppendResult(
             firstOffset: firstOffset, lastOffset: offset + -1, batchCount: headers.count, bytes: bytes.count,
             maxTimestamp: maxTimestamp)
-        if let callback { waiters.append((result.lastOffset, { callback($0.map { result }) })) }
+        if let callback { waiters.append(Waiter(offset: result.lastOffset, callback: { callback($0.map { result }) }, ofAppend: true)) }
         appendsSinceSynchronize += 1
         statistics.appendedBatches += headers.count
         statistics.appendedBytes += bytes.count
         // Wake the flusher: under `always` to fsync now, under `interval` to start its timer (it sleeps
         // untimed while the log is clean). While it gathers a group it wakes itself once the group is
         // complete or its deadline passes: waking it on every append costs the appenders CPU.
-        if !flusherGathering || appendsSinceSynchronize >= lastGroupAppends {
+        if !flusherGathering || appendsSinceSynchronize >= groupTarget {
             lock.broadcast()
         }
         return (result, writeback)
@@ -668,7 +677,7 @@ public final class PartitionLog: @unchecked Sendable {
             return
         }
         // No wake-up: the flusher's decisions depend on appended bytes, not on who waits for them.
-        waiters.append((offset, callback))
+        waiters.append(Waiter(offset: offset, callback: callback, ofAppend: false))
         lock.unlock()
     }
 
@@ -750,7 +759,6 @@ public final class PartitionLog: @unchecked Sendable {
         try? writeQueueLocked()
         let target = nextOffset
         lastSynchronizeUptimeNanoseconds = MonotonicCondition.uptimeNanoseconds()
-        lastGroupAppends = appendsSinceSynchronize
         appendsSinceSynchronize = 0
         // Files and weak references only: a retired segment must stay uniquely held by its spare entry
         // (see `takeSpare`) while this round fsyncs.
@@ -795,13 +803,20 @@ public final class PartitionLog: @unchecked Sendable {
                 statistics.lastFsyncSeconds = seconds
             }
             durableEnd = max(durableEnd, target)
+            var releasedAppends = 0
             if !waiters.isEmpty {
-                var remaining: [(offset: Offset, callback: @Sendable (Result<Void, LogError>) -> Void)] = []
+                var remaining: [Waiter] = []
                 for waiter in waiters {
-                    if waiter.offset < durableEnd { released.append(waiter.callback) } else { remaining.append(waiter) }
+                    if waiter.offset < durableEnd {
+                        released.append(waiter.callback)
+                        if waiter.ofAppend { releasedAppends += 1 }
+                    } else {
+                        remaining.append(waiter)
+                    }
                 }
                 waiters = remaining
             }
+            groupTarget = appendsSinceSynchronize + releasedAppends
         }
         if sealedSynchronizedEnd() { scheduleCheckpointWrite() }
         lock.broadcast()  // appenders held back by `unsynchronizedBytesMax`
@@ -858,12 +873,12 @@ public final class PartitionLog: @unchecked Sendable {
             case .always:
                 // Gather: appenders released by the last fsync come back with their next append within
                 // moments. Starting the next fsync at the first of them would split them over two fsyncs
-                // (two waits each); so wait until as many appends as the last fsync carried have arrived,
-                // but no longer than that fsync took (1 ms at most). One appender never waits.
+                // (two waits each); so wait until the group is complete (`groupTarget`), but no longer
+                // than that fsync took (1 ms at most). One appender never waits.
                 if unsynced {
                     let now = MonotonicCondition.uptimeNanoseconds()
                     let gatherUntil = lastRoundEndUptimeNanoseconds + min(lastFsyncNanoseconds, 1_000_000)
-                    if lastGroupAppends <= 1 || appendsSinceSynchronize >= lastGroupAppends || synchronizeRequested || now >= gatherUntil {
+                    if groupTarget <= 1 || appendsSinceSynchronize >= groupTarget || synchronizeRequested || now >= gatherUntil {
                         return .synchronize
                     }
                     flusherGathering = true
@@ -1269,6 +1284,13 @@ final class AppendBuffer: @unchecked Sendable {
 }
 
 /// An append with its offsets assigned, written or waiting in the write queue.
+/// A durability callback and the offset it waits for; `ofAppend` when an append registered it with itself.
+struct Waiter {
+    var offset: Offset
+    var callback: @Sendable (Result<Void, LogError>) -> Void
+    var ofAppend: Bool
+}
+
 struct QueuedAppend {
     let bytes: AppendBuffer
     let headers: [RecordBatchHeader]

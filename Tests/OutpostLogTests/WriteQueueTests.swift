@@ -74,6 +74,31 @@ import Testing
         return (first, segment)
     }
 
+    /// The group the flusher gathers next counts the appends that arrived during the last round and one
+    /// for each append the round made durable (its appender comes back). Counting only what the last round
+    /// carried (here 1) started the next fsync one appender short after any late return, and the same count
+    /// then left one out round after round.
+    @Test func theNextGroupCountsArrivalsDuringTheRoundAndTheAppendsItReleased() throws {
+        let directory = try ScratchDirectory()
+        let log = try PartitionLog.open(directory: directory.path, configuration: Self.slowFsyncConfiguration(fsyncMilliseconds: 1_500))
+        defer { try? log.close() }
+        var generator = SplitMix64(seed: 305)
+        var model: [StoredBatch] = []
+        let outcomes = Outcomes()
+        _ = try Self.startRound(log, in: directory.path, randomRecords(count: 3, using: &generator), into: &model, outcomes: outcomes)
+        // Two more while its fsync runs; a durability wait that is not an append's does not count.
+        let released = DispatchSemaphore(value: 0)
+        log.whenDurable(through: model[0].baseOffset) { _ in released.signal() }
+        for _ in 0..<2 {
+            try Self.appendAwaitingDurability(log, randomRecords(count: 3, using: &generator), into: &model, outcomes: outcomes)
+        }
+        #expect(released.wait(timeout: .now() + 10) == .success, "the first round never ended")
+        // The next round has started without the first appender (it never came back) and is in its slow
+        // fsync now: the target it was given stays until it ends.
+        #expect(log.groupTargetForTesting == 3)
+        #expect(outcomes.wait(), "not every append became durable")
+    }
+
     @Test func appendsMadeDuringAnFsyncAreQueuedThenWrittenAsOneGroup() throws {
         let directory = try ScratchDirectory()
         let log = try PartitionLog.open(directory: directory.path, configuration: Self.slowFsyncConfiguration(fsyncMilliseconds: 400))
