@@ -521,8 +521,9 @@ public final class PartitionLog: @unchecked Sendable {
         let sealedTimes = sealed.indexes.times
         sealed.indexes.offsetsWritten = sealedOffsets.count
         sealed.indexes.timesWritten = sealedTimes.count
-        // A recycled file's old contents past the last batch go now; the flusher makes the size durable
-        // before the recovery point can pass this segment.
+        // A recycled file's old contents past the last batch go: the flusher cuts them right before the
+        // fdatasync that makes the new size durable, in the round that also covers the new segment (and
+        // before the recovery point can pass this segment).
         try sealed.trimToSize(deferringTruncation: true)
         var reused: Segment?
         if let spare = takeSpare() {
@@ -587,6 +588,7 @@ public final class PartitionLog: @unchecked Sendable {
     private func takeSpare() -> SpareFile? {
         guard configuration.recycleSegments else { return nil }
         for index in spares.indices where spares[index].retired == nil || isKnownUniquelyReferenced(&spares[index].retired) {
+            if spares[index].retired?.truncationInFlight == true { continue }
             if spares[index].directoryGeneration > directorySynchronizedGeneration {
                 // Rolled again before the flusher got to the directory: make the retirement durable here.
                 guard (try? Directory.synchronize(directory)) != nil else { return nil }
@@ -600,8 +602,8 @@ public final class PartitionLog: @unchecked Sendable {
 
     /// Removes a segment retention deleted (lock held): its file becomes the spare when recycling and no
     /// spare is kept yet, else it is deleted. Only the rename to the spare happens here: unlinking files
-    /// (hundreds of microseconds each, freeing their blocks) is left to the checkpoint queue, off the append
-    /// lock — retention runs inside a roll, in an appender's call. A crash before then leaves files whose
+    /// (hundreds of microseconds each, freeing their blocks) is left to the file-removal queue, off the
+    /// append lock — retention runs inside a roll, in an appender's call. A crash before then leaves files whose
     /// segment is gone, which the next open removes.
     private func retire(_ segment: Segment) throws(LogError) {
         guard configuration.recycleSegments && spares.isEmpty && segment.size > 0 else {
@@ -615,8 +617,10 @@ public final class PartitionLog: @unchecked Sendable {
         let path = directory + "/" + SegmentNames.spare(segment.baseOffset)
         try Directory.rename(segment.logPath, to: path)
         directoryGeneration += 1
-        // A trim the flusher has not done yet leaves the file longer than the segment.
+        // A trim the flusher has not done yet leaves the file longer than the segment; one no round has
+        // taken up yet is dropped (a spare may be any length).
         let bytes = segment.pendingTruncation == nil ? segment.fileBytes : ((try? segment.file.size()) ?? segment.fileBytes)
+        if !segment.truncationInFlight { segment.pendingTruncation = nil }
         let drop = SpareCacheDrop(file: segment.file, bytes: bytes)
         spares.append(SpareFile(path: path, bytes: bytes, retired: segment, directoryGeneration: directoryGeneration, cacheDrop: drop))
         // Paths, not the segment: it must stay uniquely held by its spare entry (see `takeSpare`).
@@ -765,6 +769,7 @@ public final class PartitionLog: @unchecked Sendable {
         let dirty = segments.filter(\.needsSynchronize).map {
             (segment: WeakSegment(segment: $0), file: $0.file, size: $0.size, trimmed: $0.metadataDirty, truncation: $0.pendingTruncation)
         }
+        for entry in dirty where entry.truncation != nil { entry.segment.segment?.truncationInFlight = true }
         let directoryTarget = directoryGeneration > directorySynchronizedGeneration ? directoryGeneration : nil
         synchronizeRequested = false
         lock.unlock()
@@ -778,6 +783,7 @@ public final class PartitionLog: @unchecked Sendable {
         let ended = MonotonicCondition.uptimeNanoseconds()
         let seconds = Double(ended - started) / 1e9
         lock.lock()
+        for entry in dirty where entry.truncation != nil { entry.segment.segment?.truncationInFlight = false }
         lastRoundEndUptimeNanoseconds = ended
         lastFsyncNanoseconds = ended - started
         var released: [@Sendable (Result<Void, LogError>) -> Void] = []
@@ -1283,7 +1289,6 @@ final class AppendBuffer: @unchecked Sendable {
     deinit { buffer.deallocate() }
 }
 
-/// An append with its offsets assigned, written or waiting in the write queue.
 /// A durability callback and the offset it waits for; `ofAppend` when an append registered it with itself.
 struct Waiter {
     var offset: Offset
@@ -1291,6 +1296,7 @@ struct Waiter {
     var ofAppend: Bool
 }
 
+/// An append with its offsets assigned, written or waiting in the write queue.
 struct QueuedAppend {
     let bytes: AppendBuffer
     let headers: [RecordBatchHeader]

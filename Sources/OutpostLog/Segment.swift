@@ -68,6 +68,10 @@ final class Segment: @unchecked Sendable {
     /// roll trims the segment it seals: freeing the old contents' blocks took up to ~250 µs, too long to
     /// hold the append lock for, and that fdatasync had to follow anyway.
     var pendingTruncation: Int?
+    /// The flusher holds this segment's file for a deferred truncation in the round under way: a roll must
+    /// not reuse the file meanwhile (retention can retire a just-sealed segment under a small budget), or
+    /// the truncation would cut what the new segment wrote.
+    var truncationInFlight = false
     /// Wall-clock time (ms) of the first append since open, or of the file's creation; drives roll by age.
     var createdAtMilliseconds: Int64
     /// Wall-clock time (ms) of the last append; drives retention by age.

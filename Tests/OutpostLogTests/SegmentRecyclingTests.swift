@@ -305,6 +305,49 @@ import Glibc
         if case .failure(let error)? = outcomes.all.first { throw error }
     }
 
+    /// A budget of one segment retires the segment a roll just sealed at the next roll, possibly while the
+    /// flusher still has to cut that file's old contents: the roll after must not reuse the file until the
+    /// cut is done, or the cut would take what the new segment wrote. Concurrent durable appends across
+    /// hundreds of such rolls; every batch kept reads back exactly, and the closed log verifies and reopens
+    /// with nothing cut.
+    @Test func rollsUnderABudgetOfOneSegmentNeverLoseWhatTheReusedFileHolds() throws {
+        let directory = try ScratchDirectory()
+        let configuration = LogConfiguration.testing(segmentBytesMax: 4096, fsync: .always, retentionBytes: 4096)
+        let log = try PartitionLog.open(directory: directory.path, configuration: configuration)
+        let appenders = 4
+        let models = (0..<appenders).map { _ in LockedBox<[StoredBatch]>([]) }
+        let failures = LockedBox<[String]>([])
+        DispatchQueue.concurrentPerform(iterations: appenders) { appender in
+            var generator = SplitMix64(seed: 600 + UInt64(appender))
+            var model: [StoredBatch] = []
+            for round in 0..<300 {
+                do {
+                    // Half the appenders do not wait: they roll as fast as they write, many rolls per fsync.
+                    if appender % 2 == 0 || round % 50 == 49 {
+                        try Self.appendDurably(log, randomRecords(count: 3, valueBytes: 100...300, using: &generator), into: &model)
+                    } else {
+                        try appendBatch(log, randomRecords(count: 3, valueBytes: 100...300, using: &generator), into: &model)
+                    }
+                } catch {
+                    failures.update { $0.append("\(error)") }
+                    return
+                }
+            }
+            models[appender].set(model)
+        }
+        #expect(failures.get().isEmpty, "\(failures.get())")
+        let start = log.logStartOffset
+        let kept = models.flatMap { $0.get() }.filter { $0.baseOffset >= start }.sorted { $0.baseOffset < $1.baseOffset }
+        #expect(try readEverything(log) == kept.map(\.bytes))
+        try log.close()
+        let check = try LogInspector.verify(partitionDirectory: directory.path)
+        #expect(check.isIntact, "\(check.problems)")
+        let reopened = try PartitionLog.open(directory: directory.path, configuration: configuration)
+        defer { try? reopened.close() }
+        #expect(reopened.recoveryReport.truncatedBytes == 0)
+        #expect(try readEverything(reopened) == kept.map(\.bytes))
+    }
+
     /// Writes into a recycled file end on a page boundary: zeros from the segment's end to the end of its page,
     /// inside the old contents (the file's size unchanged), so no write makes the kernel read old bytes back
     /// from the disk once the spare's cached pages are dropped. Both write paths: a direct append and a group
