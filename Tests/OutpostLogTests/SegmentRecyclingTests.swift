@@ -31,6 +31,19 @@ import Glibc
         throw CancellationError()
     }
 
+    /// A log filled until retention keeps a spare, then `extraBatches` more, then closed (a restart's
+    /// starting point); `model` keeps what the log still holds.
+    static func closedLogWithSpare(
+        _ directory: String, _ configuration: LogConfiguration, extraBatches: Int, model: inout [StoredBatch], using generator: inout SplitMix64
+    ) throws {
+        let log = try PartitionLog.open(directory: directory, configuration: configuration)
+        _ = try fillUntilSpare(log, directory, model: &model, using: &generator)
+        for _ in 0..<extraBatches { try appendBatch(log, randomRecords(count: 2, using: &generator), into: &model) }
+        let start = log.logStartOffset
+        try log.close()
+        model.removeAll { $0.baseOffset < start }
+    }
+
     @Test func retentionKeepsOneSpareAndTheNextRollReusesItsFile() throws {
         let directory = try ScratchDirectory()
         let configuration = LogConfiguration.testing(segmentBytesMax: 4096, retentionBytes: 12_288)
@@ -119,14 +132,7 @@ import Glibc
         let configuration = LogConfiguration.testing(segmentBytesMax: 4096, retentionBytes: 12_288)
         var generator = SplitMix64(seed: 507)
         var model: [StoredBatch] = []
-        do {
-            let log = try PartitionLog.open(directory: directory.path, configuration: configuration)
-            _ = try Self.fillUntilSpare(log, directory.path, model: &model, using: &generator)
-            try appendBatch(log, randomRecords(count: 2, using: &generator), into: &model)
-            let start = log.logStartOffset
-            try log.close()
-            model.removeAll { $0.baseOffset < start }
-        }
+        try Self.closedLogWithSpare(directory.path, configuration, extraBatches: 1, model: &model, using: &generator)
         let spare = try #require(try Self.names(directory.path, suffix: ".spare").first)
         let spareInode = try #require(Self.inode(directory.sub(spare)))
         let activeBase = try #require(try segmentBases(directory.path).last)
@@ -421,11 +427,7 @@ import Glibc
         let configuration = LogConfiguration.testing(segmentBytesMax: 16_384, retentionBytes: 49_152)
         var generator = SplitMix64(seed: 509)
         var model: [StoredBatch] = []
-        do {
-            let log = try PartitionLog.open(directory: directory.path, configuration: configuration)
-            _ = try Self.fillUntilSpare(log, directory.path, model: &model, using: &generator)
-            try log.close()
-        }
+        try Self.closedLogWithSpare(directory.path, configuration, extraBatches: 0, model: &model, using: &generator)
         let sparePath = directory.sub(try #require(try Self.names(directory.path, suffix: ".spare").first))
         // Read it into the page cache, as a recent run leaves it.
         _ = try Data(contentsOf: URL(fileURLWithPath: sparePath))
