@@ -156,6 +156,20 @@ func readEverything(_ log: PartitionLog, maxBytes: Int = 1 << 20) throws -> [[UI
     return batches
 }
 
+/// Checks a closed log as a restart finds it — it verifies, and reopening cuts nothing and reads exactly
+/// `batches` — and returns the reopened log.
+func reopenExpectingIntact(
+    _ directory: String, _ configuration: LogConfiguration, holding batches: [[UInt8]],
+    sourceLocation: SourceLocation = #_sourceLocation
+) throws -> PartitionLog {
+    let check = try LogInspector.verify(partitionDirectory: directory)
+    #expect(check.isIntact, "\(check.problems)", sourceLocation: sourceLocation)
+    let reopened = try PartitionLog.open(directory: directory, configuration: configuration)
+    #expect(reopened.recoveryReport.truncatedBytes == 0, sourceLocation: sourceLocation)
+    #expect(try readEverything(reopened) == batches, sourceLocation: sourceLocation)
+    return reopened
+}
+
 /// The batches a read must return according to `read`'s contract.
 func expectedRead(_ model: [StoredBatch], from offset: Offset, maxBytes: Int, upTo limit: Offset?, end: Offset) -> [StoredBatch] {
     let bound = min(limit ?? end, end)

@@ -109,12 +109,8 @@ import Glibc
         }
         let activeBase = try #require(try segmentBases(directory.path).last)
         #expect(try fileBytes(directory.sub(SegmentNames.log(activeBase))) == model.filter { $0.baseOffset >= activeBase }.flatMap(\.bytes))
-        let check = try LogInspector.verify(partitionDirectory: directory.path)
-        #expect(check.isIntact, "\(check.problems)")
-        let reopened = try PartitionLog.open(directory: directory.path, configuration: configuration)
+        let reopened = try reopenExpectingIntact(directory.path, configuration, holding: model.map(\.bytes))
         defer { try? reopened.close() }
-        #expect(reopened.recoveryReport.truncatedBytes == 0)
-        #expect(try readEverything(reopened) == model.map(\.bytes))
         // The spare survived the restart and is used by the next roll.
         let spare = try #require(try Self.names(directory.path, suffix: ".spare").first)
         let spareInode = Self.inode(directory.sub(spare))
@@ -346,12 +342,7 @@ import Glibc
         let kept = models.flatMap { $0.get() }.filter { $0.baseOffset >= start }.sorted { $0.baseOffset < $1.baseOffset }
         #expect(try readEverything(log) == kept.map(\.bytes))
         try log.close()
-        let check = try LogInspector.verify(partitionDirectory: directory.path)
-        #expect(check.isIntact, "\(check.problems)")
-        let reopened = try PartitionLog.open(directory: directory.path, configuration: configuration)
-        defer { try? reopened.close() }
-        #expect(reopened.recoveryReport.truncatedBytes == 0)
-        #expect(try readEverything(reopened) == kept.map(\.bytes))
+        try reopenExpectingIntact(directory.path, configuration, holding: kept.map(\.bytes)).close()
     }
 
     /// Writes into a recycled file end on a page boundary: zeros from the segment's end to the end of its page,
