@@ -231,7 +231,9 @@ import Testing
         let broker = try await TestBroker.start()
         let connection = try await broker.connect()
         try await connection.send(Self.produce(try Self.batch(["quiet"]), acks: 0), version: 7)
-        let fetchId = try await connection.send(Self.fetch(offset: 0, maxWaitMs: 200), version: 11)
+        // The acks=0 append becomes readable at its fsync, which a loaded CI machine can hold up for
+        // longer than a short max wait: the fetch long-polls, and returns as soon as the record is there.
+        let fetchId = try await connection.send(Self.fetch(offset: 0, maxWaitMs: 10_000), version: 11)
         let metadataId = try await connection.send(MetadataRequest(topics: nil), version: 4)
         // The fetch (sent first, possibly parked) is answered before the metadata request.
         let fetched = try await connection.receive(FetchRequest.self, version: 11, correlation: fetchId)
