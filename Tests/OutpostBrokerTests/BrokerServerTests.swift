@@ -18,8 +18,16 @@ import Testing
         return ByteBuffer(bytes: try builder.build(compression: compression))
     }
 
+    /// A minute for the commit: a loaded CI machine has held an fsync up for seconds, and no test here
+    /// asserts the timeout itself.
     static func produce(_ records: ByteBuffer?, topic: String = "t", partition: Int32 = 0, acks: Int16 = -1) -> ProduceRequest {
-        ProduceRequest(acks: acks, timeoutMs: 10_000, topics: [.init(name: topic, partitions: [.init(partitionIndex: partition, records: records)])])
+        ProduceRequest(acks: acks, timeoutMs: 60_000, topics: [.init(name: topic, partitions: [.init(partitionIndex: partition, records: records)])])
+    }
+
+    /// Produces as a test's setup and requires the commit, so that a failure names its cause instead of
+    /// showing up later as a wrong offset or high watermark.
+    func produceCommitted(_ records: ByteBuffer, on connection: TestConnection) async throws {
+        try #require(only(try await connection.request(Self.produce(records), version: 7))?.errorCode == KafkaErrorCode.none)
     }
 
     static func fetch(_ topic: String = "t", partition: Int32 = 0, offset: Int64, maxWaitMs: Int32 = 0, minBytes: Int32 = 1, partitionMaxBytes: Int32 = 1 << 20) -> FetchRequest {
@@ -59,7 +67,7 @@ import Testing
         // acks=1 answers before the fsync, and the high watermark covers only fsynced data: long-poll until
         // both batches are visible rather than assume they already are.
         let sentBytes = Int32(first.readableBytes + second.readableBytes)
-        let fetched = try await connection.request(Self.fetch(offset: 0, maxWaitMs: 5000, minBytes: sentBytes), version: 11)
+        let fetched = try await connection.request(Self.fetch(offset: 0, maxWaitMs: 60_000, minBytes: sentBytes), version: 11)
         let partition = try #require(only(fetched))
         #expect(partition.errorCode == KafkaErrorCode.none)
         #expect(partition.highWatermark == 4)
@@ -68,7 +76,7 @@ import Testing
         let records = try #require(partition.records)
         let stored = Array(records.readableBytesView)
         let sent = Array(first.readableBytesView) + Array(second.readableBytesView)
-        #expect(stored.count == sent.count)
+        try #require(stored.count == sent.count)
         // Bytes 0–7 (base offset) and 12–15 (leader epoch) are the broker's; everything else is the client's.
         let firstSize = first.readableBytes
         for (start, end) in [(0, firstSize), (firstSize, sent.count)] {
@@ -89,7 +97,7 @@ import Testing
         let broker = try await TestBroker.start()
         let connection = try await broker.connect()
         for index in 0..<3 {
-            _ = try await connection.request(Self.produce(try Self.batch([String(repeating: "\(index)", count: 500)])), version: 7)
+            try await produceCommitted(try Self.batch([String(repeating: "\(index)", count: 500)]), on: connection)
         }
         let tiny = try await connection.request(Self.fetch(offset: 0, partitionMaxBytes: 10), version: 11)
         #expect(try values(only(tiny)?.records).count == 1, "one batch even though it exceeds the limit")
@@ -101,7 +109,7 @@ import Testing
     @Test func fetchOutsideTheLogIsOffsetOutOfRangeAndUnknownPartitionsAreReported() async throws {
         let broker = try await TestBroker.start()
         let connection = try await broker.connect()
-        _ = try await connection.request(Self.produce(try Self.batch(["x"])), version: 7)
+        try await produceCommitted(try Self.batch(["x"]), on: connection)
         #expect(only(try await connection.request(Self.fetch(offset: 5), version: 11))?.errorCode == .offsetOutOfRange)
         #expect(only(try await connection.request(Self.fetch(offset: -1), version: 11))?.errorCode == .offsetOutOfRange)
         #expect(only(try await connection.request(Self.fetch(partition: 9, offset: 0), version: 11))?.errorCode == .unknownTopicOrPartition)
@@ -112,8 +120,8 @@ import Testing
     @Test func listOffsetsAnswersEarliestLatestAndByTimestamp() async throws {
         let broker = try await TestBroker.start()
         let connection = try await broker.connect()
-        _ = try await connection.request(Self.produce(try Self.batch(["a", "b"], timestamp: 1_000)), version: 7)
-        _ = try await connection.request(Self.produce(try Self.batch(["c", "d"], timestamp: 2_000)), version: 7)
+        try await produceCommitted(try Self.batch(["a", "b"], timestamp: 1_000), on: connection)
+        try await produceCommitted(try Self.batch(["c", "d"], timestamp: 2_000), on: connection)
         func list(_ timestamp: Int64, version: Int16 = 2) async throws -> ListOffsetsResponse.Partition? {
             try await connection.request(
                 ListOffsetsRequest(isolationLevel: 1, topics: [.init(name: "t", partitions: [.init(partitionIndex: 0, timestamp: timestamp)])]),
@@ -210,8 +218,8 @@ import Testing
         var connection = try await broker.connect()
         let pid = try await connection.request(InitProducerIdRequest(), version: 1).producerId
         let first = try Self.batch(["a"], producer: ProducerIdentity(producerId: pid, producerEpoch: 0, baseSequence: 0))
-        _ = try await connection.request(Self.produce(first), version: 7)
-        _ = try await connection.request(Self.produce(try Self.batch(["b"], producer: ProducerIdentity(producerId: pid, producerEpoch: 0, baseSequence: 1))), version: 7)
+        try await produceCommitted(first, on: connection)
+        try await produceCommitted(try Self.batch(["b"], producer: ProducerIdentity(producerId: pid, producerEpoch: 0, baseSequence: 1)), on: connection)
         await connection.close()
         await broker.stop(removeData: false)
 
@@ -250,7 +258,7 @@ import Testing
         // A long max wait: if the wake-up were missing, the fetch would come back empty after it.
         let fetchId = try await consumer.send(Self.fetch(offset: 0, maxWaitMs: 30_000), version: 11)
         let heartbeatId = try await consumer.send(HeartbeatRequest(groupId: "nobody", generationId: 1, memberId: "m"), version: 3)
-        _ = try await producer.request(Self.produce(try Self.batch(["wake"])), version: 7)
+        try await produceCommitted(try Self.batch(["wake"]), on: producer)
         let fetched = try await consumer.receive(FetchRequest.self, version: 11, correlation: fetchId)
         #expect(try values(only(fetched)?.records) == ["wake"])
         let heartbeat = try await consumer.receive(HeartbeatRequest.self, version: 3, correlation: heartbeatId)
@@ -275,8 +283,12 @@ import Testing
         try await member.send(
             JoinGroupRequest(groupId: "g", sessionTimeoutMs: 10_000, rebalanceTimeoutMs: 60_000, protocols: [.init(name: "range", metadata: ByteBuffer())]),
             version: 5)
-        // Both are parked (a minute of waiting each); stop must neither hang nor leak them.
-        try await Task.sleep(for: .milliseconds(100))
+        // Both are parked (a minute of waiting each) before the stop, which must neither hang nor leak them.
+        let deadline = ContinuousClock.now + .seconds(60)
+        while broker.broker.fetchHandler.parkedFetches < 1 || broker.broker.groupCoordinator.describe(group: "g")?.members.count != 1 {
+            try #require(ContinuousClock.now < deadline, "the fetch and the join were never parked")
+            try await Task.sleep(for: .milliseconds(10))
+        }
         await broker.stop()
         _ = await consumer.nextFrame()
         _ = await member.nextFrame()

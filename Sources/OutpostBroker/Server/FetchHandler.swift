@@ -17,6 +17,8 @@ final class FetchHandler: Sendable {
     let metrics: BrokerMetrics
     let logger: Logger
     private let parkedCount = Atomic<Int>(0)
+    /// Fetches parked now, for tests and diagnostics.
+    var parkedFetches: Int { parkedCount.load(ordering: .relaxed) }
     private let nextWaiterId = Atomic<UInt64>(0)
     /// Every parked fetch's wake-up, so `stop` can answer them all (an unanswered promise must not outlive
     /// the event loops).
