@@ -229,7 +229,7 @@ public final class PartitionLog: @unchecked Sendable {
             closed = true
             if let active = segments.last { try? active.trimToSize() }
             for segment in segments {
-                if let truncation = segment.pendingTruncation { try? segment.file.truncate(to: truncation) }
+                if let truncation = dueTruncation(of: segment) { try? segment.file.truncate(to: truncation) }
             }
             for segment in segments where segment.needsSynchronize { try? segment.file.synchronize() }
             for segment in segments { segment.writePendingIndexEntries() }
@@ -515,16 +515,8 @@ public final class PartitionLog: @unchecked Sendable {
     private func roll(now: Int64) throws(LogError) -> Segment {
         rollIntoSpareOnFirstAppend = false
         let sealed = segments[segments.count - 1]
-        // The sealed segment's index files (hundreds of KiB for a full segment) are written on the
-        // checkpoint queue, off the append lock; its indexes no longer change.
-        let sealedOffsets = sealed.indexes.offsets
-        let sealedTimes = sealed.indexes.times
-        sealed.indexes.offsetsWritten = sealedOffsets.count
-        sealed.indexes.timesWritten = sealedTimes.count
-        // A recycled file's old contents past the last batch go: the flusher cuts them right before the
-        // fdatasync that makes the new size durable, in the round that also covers the new segment (and
-        // before the recovery point can pass this segment).
-        try sealed.trimToSize(deferringTruncation: true)
+        // Nothing of the sealed segment changes before the new segment exists: a roll that fails (the new
+        // file cannot be created) leaves the active segment as it was, and its appends go on in it.
         var reused: Segment?
         if let spare = takeSpare() {
             do {
@@ -538,6 +530,17 @@ public final class PartitionLog: @unchecked Sendable {
         if let reused { segment = reused } else {
             segment = try Segment(baseOffset: nextOffset, directory: directory, create: true, nowMilliseconds: now)
         }
+        // The sealed segment's index files (hundreds of KiB for a full segment) are written on the
+        // checkpoint queue, off the append lock; its indexes no longer change.
+        let sealedOffsets = sealed.indexes.offsets
+        let sealedTimes = sealed.indexes.times
+        sealed.indexes.offsetsWritten = sealedOffsets.count
+        sealed.indexes.timesWritten = sealedTimes.count
+        // A recycled file's old contents past the last batch go: the flusher cuts them right before the
+        // fdatasync that makes the new size durable, in the round that also covers the new segment (and
+        // before the recovery point can pass this segment). Recorded only now: a cut pending on a segment
+        // that stayed active would take the appends written after it.
+        sealed.deferTrimToSize()
         // The new file's directory entry must be durable before anything in it counts as committed: the
         // flusher fsyncs the directory in the round that first makes its data durable.
         directoryGeneration += 1
@@ -641,6 +644,7 @@ public final class PartitionLog: @unchecked Sendable {
         try? writeQueueLocked()
         let released = spares
         spares.removeAll()
+        rollIntoSpareOnFirstAppend = false  // that spare is gone; a later one is not a restart's
         for spare in released { spare.cacheDrop?.cancel() }
         var freed = released.reduce(0) { $0 + $1.bytes }
         if let active = segments.last, active.recycled || active.reservedEnd > active.size {
@@ -652,10 +656,10 @@ public final class PartitionLog: @unchecked Sendable {
                 logger.warning("could not trim the active segment", metadata: ["path": "\(active.logPath)", "error": "\(error)"])
             }
         }
-        if !released.isEmpty { directoryGeneration += 1 }
         lock.broadcast()
         lock.unlock()
         for spare in released { try? Directory.remove(spare.path) }
+        if !released.isEmpty { directoryChangedOffTheLock() }
         return freed
     }
 
@@ -767,7 +771,7 @@ public final class PartitionLog: @unchecked Sendable {
         // Files and weak references only: a retired segment must stay uniquely held by its spare entry
         // (see `takeSpare`) while this round fsyncs.
         let dirty = segments.filter(\.needsSynchronize).map {
-            (segment: WeakSegment(segment: $0), file: $0.file, size: $0.size, trimmed: $0.metadataDirty, truncation: $0.pendingTruncation)
+            (segment: WeakSegment(segment: $0), file: $0.file, size: $0.size, trimmed: $0.metadataDirty, truncation: dueTruncation(of: $0))
         }
         for entry in dirty where entry.truncation != nil { entry.segment.segment?.truncationInFlight = true }
         let directoryTarget = directoryGeneration > directorySynchronizedGeneration ? directoryGeneration : nil
@@ -829,6 +833,13 @@ public final class PartitionLog: @unchecked Sendable {
         lock.unlock()
         for callback in released { callback(releasedResult) }
         return true
+    }
+
+    /// A sealed segment's deferred trim (lock held). Never the active segment's and never below a
+    /// segment's batches, whatever the bookkeeping says: a cut there would take appends already written.
+    private func dueTruncation(of segment: Segment) -> Int? {
+        guard segment !== segments.last, let truncation = segment.pendingTruncation, truncation == segment.size else { return nil }
+        return truncation
     }
 
     enum SynchronizeTarget {
@@ -1179,6 +1190,15 @@ public final class PartitionLog: @unchecked Sendable {
         fileRemovalQueue.sync {}
     }
 
+    /// Files were unlinked without the lock held: the flusher fsyncs the directory promptly (and close,
+    /// once the flusher has stopped), so that a crash does not bring them back.
+    private func directoryChangedOffTheLock() {
+        lock.lock()
+        directoryGeneration += 1
+        lock.broadcast()
+        lock.unlock()
+    }
+
     /// Lock held.
     @discardableResult
     private func applyRetention(now: Int64) -> RetentionOutcome {
@@ -1215,8 +1235,11 @@ public final class PartitionLog: @unchecked Sendable {
         lock.broadcast()
         scheduleCheckpointWrite()
         outcome.logStartOffset = logStart
-        // Logged off the lock: a log handler's write is not the appenders' to wait for.
-        fileRemovalQueue.async { [logger, directory, outcome] in
+        // Logged off the lock: a log handler's write is not the appenders' to wait for. Queued after this
+        // pass's unlinks, so the directory is marked changed once they are done: a round that fsynced it
+        // in between did not make them durable.
+        fileRemovalQueue.async { [weak self, logger, directory, outcome] in
+            self?.directoryChangedOffTheLock()
             logger.info("retention deleted segments", metadata: [
                 "directory": "\(directory)", "segments": "\(outcome.deletedSegments.count)", "bytes": "\(outcome.deletedBytes)",
                 "log_start_offset": "\(outcome.logStartOffset)",
@@ -1264,6 +1287,15 @@ public final class PartitionLog: @unchecked Sendable {
         // A scheduled write skips once closed; wait out one already writing, then write the last state here.
         checkpointQueue.sync {}
         awaitFileRemovals()
+        // Unlinks done after the flusher's last round: their directory fsync is close's.
+        if failure == nil, locked({ directoryGeneration > directorySynchronizedGeneration }) {
+            do {
+                try Directory.synchronize(directory)
+                locked { directorySynchronizedGeneration = directoryGeneration }
+            } catch {
+                logger.warning("could not fsync the log directory on close", metadata: ["directory": "\(directory)", "error": "\(error)"])
+            }
+        }
         if allSynchronized {
             for callback in leftover { callback(.success(())) }
             leftover.removeAll()

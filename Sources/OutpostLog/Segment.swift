@@ -112,17 +112,22 @@ final class Segment: @unchecked Sendable {
 
     /// Cuts a recycled file's old contents beyond `size`, so the sealed (or closed) segment is exactly its
     /// batches, as Kafka's tools expect, and gives back blocks reserved past it. A new size becomes durable
-    /// with the next fdatasync. Deferred, only the bookkeeping changes here and the flusher truncates the
-    /// file right before that fdatasync (see `pendingTruncation`).
-    func trimToSize(deferringTruncation: Bool = false) throws(LogError) {
+    /// with the next fdatasync.
+    func trimToSize() throws(LogError) {
         guard recycled || reservedEnd > size else { return }
-        if deferringTruncation {
-            pendingTruncation = size
-            metadataDirty = true
-        } else {
-            try file.truncate(to: size)
-            if recycled { metadataDirty = true }
-        }
+        try file.truncate(to: size)
+        if recycled { metadataDirty = true }
+        oldContentsEnd = 0
+        reservedEnd = size
+    }
+
+    /// `trimToSize` for a segment being sealed: only the bookkeeping changes here, and the flusher
+    /// truncates the file right before the fdatasync that makes the new size durable (see
+    /// `pendingTruncation`). Never for the active segment, whose appends would be cut.
+    func deferTrimToSize() {
+        guard recycled || reservedEnd > size else { return }
+        pendingTruncation = size
+        metadataDirty = true
         oldContentsEnd = 0
         reservedEnd = size
     }

@@ -345,6 +345,40 @@ import Glibc
         try reopenExpectingIntact(directory.path, configuration, holding: kept.map(\.bytes)).close()
     }
 
+    /// A roll that fails (here the new segment's name is taken by a directory, as EMFILE, ENOSPC or EIO
+    /// would fail its creation) leaves the recycled active segment as it was: the appends that fit after
+    /// it are written there, reported durable, read back and survive a restart. The trim a roll defers to
+    /// the flusher was once recorded before the new file existed, and that round then cut these appends.
+    @Test func aFailedRollLeavesTheActiveSegmentWhole() throws {
+        let directory = try ScratchDirectory()
+        let configuration = LogConfiguration.testing(segmentBytesMax: 4096, fsync: .always, retentionBytes: 12_288)
+        let log = try PartitionLog.open(directory: directory.path, configuration: configuration)
+        var generator = SplitMix64(seed: 901)
+        var model: [StoredBatch] = []
+        let spareInode = try #require(Self.inode(try Self.fillUntilSpare(log, directory.path, model: &model, using: &generator)))
+        func activeIsTheSpare() throws -> Bool {
+            guard let base = try segmentBases(directory.path).last else { return false }
+            return Self.inode(directory.sub(SegmentNames.log(base))) == spareInode
+        }
+        for _ in 0..<100 where try !activeIsTheSpare() {
+            try Self.appendDurably(log, randomRecords(count: 1, valueBytes: 50...60, using: &generator), into: &model)
+        }
+        try #require(try activeIsTheSpare(), "the active segment is the recycled file")
+        let blocker = directory.sub(SegmentNames.log(log.logEndOffset))
+        try FileManager.default.createDirectory(atPath: blocker, withIntermediateDirectories: false)
+        var refused: [StoredBatch] = []
+        #expect(throws: LogError.self, "a batch that does not fit rolls, and the roll fails") {
+            try appendBatch(log, randomRecords(count: 1, valueBytes: 3900...3900, using: &generator), into: &refused)
+        }
+        try FileManager.default.removeItem(atPath: blocker)
+        for _ in 0..<2 { try Self.appendDurably(log, randomRecords(count: 1, valueBytes: 50...60, using: &generator), into: &model) }
+        let start = log.logStartOffset
+        let kept = model.filter { $0.baseOffset >= start }.map(\.bytes)
+        #expect(try readEverything(log) == kept)
+        try log.close()
+        try reopenExpectingIntact(directory.path, configuration, holding: kept).close()
+    }
+
     /// Writes into a recycled file end on a page boundary: zeros from the segment's end to the end of its page,
     /// inside the old contents (the file's size unchanged), so no write makes the kernel read old bytes back
     /// from the disk once the spare's cached pages are dropped. Both write paths: a direct append and a group
