@@ -138,7 +138,12 @@ struct LogLoader {
         for segment in scannedForRecovery where segment.size > 0 {
             try segment.file.synchronize()
         }
-        for segment in segments { segment.synchronizedSize = segment.size }
+        // A cut shortened the file after `Segment.init` read its size: nothing is fsynced or reserved past
+        // what is left (a reservation counted from the old size would let queued appends skip theirs).
+        for segment in segments {
+            segment.synchronizedSize = segment.size
+            segment.reservedEnd = segment.size
+        }
         for segment in rewriteIndexes { segment.rewriteIndexFiles() }
         let active = segments[segments.count - 1]
         checkpoint.recoveryPoint = max(recoveryPoint, active.baseOffset)

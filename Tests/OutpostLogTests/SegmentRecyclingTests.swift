@@ -225,6 +225,10 @@ import Glibc
         #expect(try readEverything(recovered) == model.filter { $0.baseOffset >= start }.map(\.bytes))
         #expect(fileSize(crashed + "/" + SegmentNames.log(recycledBase)) == newBytes)
         #expect(try LogInspector.verify(partitionDirectory: crashed).isIntact)
+        // Nothing is counted past what recovery left (once, the cut old contents still were, as reserved
+        // space queued appends then skipped reserving): the log holds exactly its files.
+        let files = try FileManager.default.contentsOfDirectory(atPath: crashed).filter { $0.hasSuffix(".log") || $0.hasSuffix(".spare") }
+        #expect(recovered.currentStatistics().diskBytes == files.reduce(0) { $0 + fileSize(crashed + "/" + $1) })
         // Appends continue at the recovered end.
         var continued = model.filter { $0.baseOffset >= start }
         let next = try appendBatch(recovered, randomRecords(count: 2, using: &generator), into: &continued)
