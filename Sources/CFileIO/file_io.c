@@ -21,3 +21,13 @@ int outpost_reserve_space(int descriptor, long long offset, long long count) {
     return -1;
 #endif
 }
+
+int outpost_release_space(int descriptor, long long offset, long long count) {
+#if defined(__linux__)
+    return fallocate(descriptor, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, count);
+#else
+    (void)descriptor; (void)offset; (void)count;
+    errno = EOPNOTSUPP;
+    return -1;
+#endif
+}

@@ -128,6 +128,8 @@ public final class PartitionLog: @unchecked Sendable {
     private var directoryGeneration: UInt64 = 0
     private var directorySynchronizedGeneration: UInt64 = 0
     private var statistics = LogStatistics()
+    /// Waiters of queued appends a full disk voided (see `writeQueueLocked`), for the flusher to answer.
+    private var voidedWaiters: [(callback: @Sendable (Result<Void, LogError>) -> Void, error: LogError)] = []
     private var lastSynchronizeUptimeNanoseconds: UInt64 = 0
     /// Retired segment files waiting to be reused by a roll (at most one; see `recycleSegments`).
     private var spares: [SpareFile]
@@ -224,6 +226,7 @@ public final class PartitionLog: @unchecked Sendable {
         // close() is the orderly path. A log dropped without it still gets its written bytes fsynced and
         // its indexes written; the flusher holds only a weak reference, so it ends by itself.
         lock.lock()
+        var answers: [(callback: @Sendable (Result<Void, LogError>) -> Void, result: Result<Void, LogError>)] = []
         if !closed {
             try? writeQueueLocked()
             closed = true
@@ -231,11 +234,20 @@ public final class PartitionLog: @unchecked Sendable {
             for segment in segments {
                 if let truncation = dueTruncation(of: segment) { try? segment.file.truncate(to: truncation) }
             }
-            for segment in segments where segment.needsSynchronize { try? segment.file.synchronize() }
+            var synchronized = failure == nil
+            for segment in segments where segment.needsSynchronize {
+                if (try? segment.file.synchronize()) == nil { synchronized = false }
+            }
             for segment in segments { segment.writePendingIndexEntries() }
+            // Whoever still waits is answered, as close() would: nobody else is left to.
+            let end = synchronized ? nextOffset : durableEnd
+            answers = waiters.map { ($0.callback, $0.offset < end ? .success(()) : .failure(failure ?? .closed)) }
+            answers += takeVoidedWaiters().map { ($0.callback, .failure($0.error)) }
+            waiters.removeAll()
         }
         lock.broadcast()
         lock.unlock()
+        for answer in answers { answer.callback(answer.result) }
     }
 
     // MARK: Offsets
@@ -435,9 +447,11 @@ public final class PartitionLog: @unchecked Sendable {
 
     /// Writes the queued appends into the active segment with one vectored write (lock held): the flusher
     /// before its fsync, or whoever needs them in the file sooner (a read that reaches them, a roll, a direct
-    /// append, close). A failure voids them: their offsets go back to the written end, and the log takes the
-    /// failure and refuses work until reopened (the flusher fails their waiters). Their space was reserved,
-    /// so this is an I/O error, not a full disk.
+    /// append, close). A failure voids them: their offsets go back to the written end. Their space was
+    /// reserved, so a failure is an I/O error and the log takes it, refusing work until reopened (the
+    /// flusher fails their waiters) — unless it is a full disk after all: a copy-on-write file system
+    /// allocates anew when overwriting a recycled file's old contents, and a reservation can be lost. Then
+    /// only these appends fail, with `.diskFull`, as an append refused at once would, and the log goes on.
     private func writeQueueLocked() throws(LogError) {
         guard !writeQueue.isEmpty else { return }
         if let failure { throw failure }
@@ -451,11 +465,22 @@ public final class PartitionLog: @unchecked Sendable {
         } catch {
             active.oldContentsEnd = min(active.oldContentsEnd, writePosition)
             active.reservedEnd = min(active.reservedEnd, writePosition)
+            voidWriteQueueLocked()
+            if case .diskFull = error {
+                logger.error("disk full writing queued appends; they fail and the log goes on", metadata: [
+                    "directory": "\(directory)", "appends": "\(queued.count)", "error": "\(error)",
+                ])
+                // Every waiter at or past the written end waited for a voided offset (which the next append
+                // gets again): the flusher answers them, on its thread as always.
+                voidedWaiters += waiters.filter { $0.offset >= nextOffset }.map { ($0.callback, error) }
+                waiters.removeAll { $0.offset >= nextOffset }
+                lock.broadcast()
+                throw error
+            }
             logger.critical("writing queued appends failed; the log stops accepting writes until reopened", metadata: [
                 "directory": "\(directory)", "appends": "\(queued.count)", "error": "\(error)",
             ])
             failure = .failed(reason: "\(error)")
-            voidWriteQueueLocked()
             lock.broadcast()
             throw error
         }
@@ -486,7 +511,20 @@ public final class PartitionLog: @unchecked Sendable {
         let start = max(segment.reservedEnd, segment.size)
         if end <= start { return true }
         if reservationUnsupported { return false }
-        guard try segment.file.reserve(end - start, at: start) else {
+        let reserved: Bool
+        do {
+            reserved = try segment.file.reserve(end - start, at: start)
+        } catch {
+            // A reservation the disk could not complete keeps the blocks it did get (ext4), past the
+            // file's end where nothing counts them, holding the disk's last free space; and punching them
+            // out does not work past the end. So the queue goes into the file (its space was reserved) and
+            // the file is cut to its batches: that frees them, and a recycled file's old contents too.
+            try? writeQueueLocked()
+            try? segment.trimToSize()
+            segment.releaseBlocksPastEnd()
+            throw error
+        }
+        guard reserved else {
             reservationUnsupported = true
             logger.notice("the file system cannot reserve space; appends under fsync always write at once", metadata: ["directory": "\(directory)"])
             return false
@@ -750,8 +788,10 @@ public final class PartitionLog: @unchecked Sendable {
             // After a failure nothing more becomes durable: answer whoever still waits.
             let failed = failure.map { failure in (failure, waiters.map(\.callback)) }
             if failed != nil { waiters.removeAll() }
+            let voided = takeVoidedWaiters()
             lock.broadcast()
             lock.unlock()
+            for (callback, error) in voided { callback(.failure(error)) }
             if let (failure, callbacks) = failed {
                 for callback in callbacks { callback(.failure(failure)) }
             }
@@ -829,10 +869,18 @@ public final class PartitionLog: @unchecked Sendable {
             groupTarget = appendsSinceSynchronize + releasedAppends
         }
         if sealedSynchronizedEnd() { scheduleCheckpointWrite() }
+        let voided = takeVoidedWaiters()
         lock.broadcast()  // appenders held back by `unsynchronizedBytesMax`
         lock.unlock()
         for callback in released { callback(releasedResult) }
+        for (callback, error) in voided { callback(.failure(error)) }
         return true
+    }
+
+    /// Lock held.
+    private func takeVoidedWaiters() -> [(callback: @Sendable (Result<Void, LogError>) -> Void, error: LogError)] {
+        defer { voidedWaiters.removeAll() }
+        return voidedWaiters
     }
 
     /// A sealed segment's deferred trim (lock held). Never the active segment's and never below a
@@ -883,6 +931,8 @@ public final class PartitionLog: @unchecked Sendable {
             let unsynced = durableEnd < nextOffset || segments.contains(where: \.needsSynchronize)
             if closed { return (unsynced || directoryBehind) && failure == nil ? .synchronize : .stop }
             if failure != nil { return .stop }
+            // Answered at the end of a round, which has nothing to fsync if nothing else is dirty.
+            if !voidedWaiters.isEmpty { return .synchronize }
             // Directory changes (a roll, a retired spare) are made durable promptly under every policy.
             if directoryBehind { return .synchronize }
             var wakeAt = deadline

@@ -107,6 +107,17 @@ final class SegmentFile: @unchecked Sendable {
         return true
     }
 
+    /// Gives back the blocks of `count` bytes at `position` inside the file, its size unchanged (the
+    /// range then reads as zeros). Tests use it to take blocks away under a recycled file's old contents,
+    /// as a copy-on-write file system's overwrite needs new ones.
+    func releaseSpace(_ count: Int, at position: Int) throws(LogError) {
+        while outpost_release_space(descriptor, Int64(position), Int64(count)) != 0 {
+            let code = errno
+            if code == EINTR { continue }
+            throw .io(operation: "fallocate", path: path, errno: code)
+        }
+    }
+
     /// Bytes of disk the file holds (its blocks, which a reservation can take past its size).
     func allocatedBytes() throws(LogError) -> Int {
         var status = stat()

@@ -232,4 +232,78 @@ import Testing
         #expect(try LogInspector.verify(partitionDirectory: directory).isIntact)
         try reopened.close()
     }
+
+    /// Writes into a file until the file system refuses: the disk is full to the last byte. Returns its path.
+    static func fillCompletely(_ directory: String) -> String {
+        let path = directory + "/filler"
+        let descriptor = open(path, O_RDWR | O_CREAT, 0o644)
+        defer { close(descriptor) }
+        var position = 0
+        for chunk in [64 << 10, 4096, 512] {
+            let bytes = [UInt8](repeating: 0xAB, count: chunk)
+            while bytes.withUnsafeBytes({ pwrite(descriptor, $0.baseAddress, chunk, off_t(position)) }) == chunk { position += chunk }
+        }
+        return path
+    }
+
+    /// The space a queued append counted on may not be there when the flusher writes its group: a
+    /// copy-on-write file system (btrfs) allocates anew when overwriting a recycled file's old contents,
+    /// and blocks can go. Here the old contents past the recycled active segment's batches are punched out
+    /// on a full disk: the append is accepted (no reservation is needed there), its group write fails, and
+    /// only that append fails, with `.diskFull`; the log does not fail, and once space returns the next
+    /// append commits at the same offset. It used to take the log down until reopened.
+    @Test func aQueuedGroupTheDiskCannotTakeFailsAloneAndTheLogGoesOn() throws {
+        let filesystem = try SmallFilesystem(size: "2m")
+        defer { filesystem.unmount() }
+        let directory = filesystem.path + "/log"
+        let configuration = LogConfiguration.testing(segmentBytesMax: 65_536, fsync: .always, retentionBytes: 131_072)
+        var generator = SplitMix64(seed: 4243)
+        var model: [StoredBatch] = []
+        let log = try PartitionLog.open(directory: directory, configuration: configuration)
+        defer { try? log.close() }
+        let spareInode = try #require(SegmentRecyclingTests.inode(try SegmentRecyclingTests.fillUntilSpare(log, directory, model: &model, using: &generator)))
+        func activeBase() throws -> Offset? {
+            guard let base = try segmentBases(directory).last, SegmentRecyclingTests.inode(directory + "/" + SegmentNames.log(base)) == spareInode else { return nil }
+            return base
+        }
+        for _ in 0..<200 where try activeBase() == nil {
+            try SegmentRecyclingTests.appendDurably(log, randomRecords(count: 2, valueBytes: 100...300, using: &generator), into: &model)
+        }
+        let base = try #require(try activeBase(), "the active segment is the recycled file")
+        let activePath = directory + "/" + SegmentNames.log(base)
+        let batchesEnd = model.filter { $0.baseOffset >= base }.reduce(0) { $0 + $1.size }
+        let holeStart = (batchesEnd / 4096 + 1) * 4096
+        try #require(fileSize(activePath) > holeStart + 16_384, "old contents past the batches")
+        let oldSize = fileSize(activePath)
+        try SegmentFile(path: activePath, create: false).releaseSpace(oldSize - holeStart, at: holeStart)
+        // Only whole pages go: the file's last, partial page stays.
+        try #require(fileSize(activePath) == oldSize && WriteQueueTests.allocatedBytes(activePath) <= holeStart + 4096, "the old contents' blocks are gone")
+        let filler = Self.fillCompletely(filesystem.path)
+
+        let outcomes = WriteQueueTests.Outcomes()
+        var refused: [StoredBatch] = []
+        let voided = try WriteQueueTests.appendAwaitingDurability(
+            log, randomRecords(count: 8, valueBytes: 1000...1000, using: &generator), into: &refused, outcomes: outcomes)
+        #expect(outcomes.wait(), "the voided append's waiter was never answered")
+        let results = outcomes.all
+        #expect(results.count == 1)
+        if case .failure(let error)? = results.first {
+            #expect(Self.isDiskFull(error), "expected diskFull, got \(error)")
+        } else {
+            Issue.record("an append the disk could not take was reported durable")
+        }
+        #expect(log.failureReason == nil, "a full disk does not fail the log")
+        #expect(log.logEndOffset == voided.baseOffset, "the voided offsets are given out again")
+        // What retention keeps.
+        func kept() -> [[UInt8]] { model.filter { $0.baseOffset >= log.logStartOffset }.map(\.bytes) }
+        #expect(try readEverything(log) == kept())
+
+        try FileManager.default.removeItem(atPath: filler)
+        try SegmentRecyclingTests.appendDurably(log, randomRecords(count: 8, valueBytes: 1000...1000, using: &generator), into: &model)
+        #expect(model.last?.baseOffset == voided.baseOffset)
+        let held = kept()
+        #expect(try readEverything(log) == held)
+        try log.close()
+        try reopenExpectingIntact(directory, configuration, holding: held).close()
+    }
 }

@@ -275,6 +275,38 @@ import Testing
         #expect(weakLog == nil, "the log is still alive 2 s after its last reference was dropped")
     }
 
+    /// A log dropped without `close()` still answers whoever waits for durability: the fsync `deinit`
+    /// does makes their offsets durable, and a wait for an offset never assigned fails. Before, `deinit`
+    /// dropped the waiters, and an `awaitDurable` hung for ever.
+    @Test func aLogDroppedWithoutCloseAnswersItsWaiters() throws {
+        let directory = try ScratchDirectory()
+        let answers = LockedBox<[Result<Void, LogError>]>([])
+        let answered = DispatchGroup()
+        var end: Offset = 0
+        do {
+            // `never`: nothing becomes durable before the log goes, so both waits are still pending then.
+            let log = try PartitionLog.open(directory: directory.path, configuration: .testing(fsync: .never))
+            var generator = SplitMix64(seed: 58)
+            var model: [StoredBatch] = []
+            try appendBatch(log, randomRecords(count: 2, using: &generator), into: &model)
+            end = log.logEndOffset
+            for offset in [Offset(end.rawValue - 1), Offset(end.rawValue + 5)] {
+                answered.enter()
+                log.whenDurable(through: offset) { result in
+                    answers.update { $0.append(result) }
+                    answered.leave()
+                }
+            }
+        }
+        #expect(answered.wait(timeout: .now() + 30) == .success, "a waiter of a dropped log was never answered")
+        let results = answers.get()
+        #expect(results.count == 2)
+        #expect(results.filter { (try? $0.get()) != nil }.count == 1, "the appended offset is durable: \(results)")
+        let reopened = try PartitionLog.open(directory: directory.path, configuration: .testing(fsync: .never))
+        #expect(reopened.logEndOffset == end)
+        try reopened.close()
+    }
+
     /// A round's fsyncs (after a roll: the directory, the sealed segment with its deferred trim, the new
     /// segment) run at once: each target is done, and the round fails with a failure among them.
     @Test func aRoundsFsyncsAllRunAndAFailureFailsTheRound() throws {

@@ -12,4 +12,9 @@ int outpost_start_writeback(int descriptor, long long offset, long long count);
 /// system cannot).
 int outpost_reserve_space(int descriptor, long long offset, long long count);
 
+/// Gives back the disk blocks of `count` bytes at `offset` of `descriptor` without changing the file's size
+/// (Linux `fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)`): the range reads as zeros afterwards.
+/// Returns 0 or -1 with errno.
+int outpost_release_space(int descriptor, long long offset, long long count);
+
 #endif
