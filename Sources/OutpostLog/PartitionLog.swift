@@ -146,6 +146,8 @@ public final class PartitionLog: @unchecked Sendable {
     private var lastFsyncNanoseconds: UInt64 = 0
     /// The flusher is in a timed wait for the rest of a group (see `waitForWork`).
     private var flusherGathering = false
+    /// Testing only: see `fsyncHookForTesting`.
+    private var fsyncHook: (@Sendable () -> Void)?
     /// Appends under `always` waiting for the flusher to write them (see
     /// `append(_:partitionLeaderEpoch:whenDurable:)`), in offset order, all for the active segment (a roll
     /// writes them first). Bounded with everything unsynced by `unsynchronizedBytesMax`.
@@ -261,6 +263,15 @@ public final class PartitionLog: @unchecked Sendable {
 
     /// `groupTarget`, for tests.
     var groupTargetForTesting: Int { locked { groupTarget } }
+
+    /// Testing only: called on the flusher thread when a round reaches its fsync — its group written, the
+    /// lock released, nothing made durable yet — and the round waits until it returns. A test holds the
+    /// round there to act while it is under way, however late the test thread gets to it. Set it before
+    /// the first append; nil (the default) costs one check per round.
+    var fsyncHookForTesting: (@Sendable () -> Void)? {
+        get { locked { fsyncHook } }
+        set { locked { fsyncHook = newValue } }
+    }
 
     public func currentStatistics() -> LogStatistics {
         locked {
@@ -816,7 +827,9 @@ public final class PartitionLog: @unchecked Sendable {
         for entry in dirty where entry.truncation != nil { entry.segment.segment?.truncationInFlight = true }
         let directoryTarget = directoryGeneration > directorySynchronizedGeneration ? directoryGeneration : nil
         synchronizeRequested = false
+        let fsyncHook = self.fsyncHook
         lock.unlock()
+        fsyncHook?()
         let started = MonotonicCondition.uptimeNanoseconds()
         var targets = dirty.map { SynchronizeTarget.file($0.file, truncatingTo: $0.truncation) }
         if directoryTarget != nil { targets.insert(.directory(directory), at: 0) }

@@ -23,8 +23,9 @@ import Testing
             group.leave()
         }
 
-        /// Waits (10 s at most) for every expected callback; false on timeout.
-        func wait() -> Bool { group.wait(timeout: .now() + 10) == .success }
+        /// Waits (a minute at most: a loaded machine's fsyncs can take seconds) for every expected callback;
+        /// false on timeout.
+        func wait() -> Bool { group.wait(timeout: .now() + 60) == .success }
 
         var all: [Result<AppendResult, LogError>] {
             lock.lock()
@@ -33,8 +34,66 @@ import Testing
         }
     }
 
+    /// Holds the flusher's rounds at their fsync (`PartitionLog.fsyncHookForTesting`) until the test lets
+    /// them through, so the test acts while a round is under way however late its thread gets there. A
+    /// slow simulated fsync gave it a window instead, which a descheduled test thread missed: a second
+    /// round then wrote and fsynced what the test expected still queued.
+    final class FsyncGate: @unchecked Sendable {
+        private let condition = NSCondition()
+        /// Rounds that reached the gate, and how many of them may go on.
+        private var arrived = 0
+        private var letThrough = 0
+        private var opened = false
+
+        /// The hook: counts the round in, then waits until it is let through.
+        func hold() {
+            condition.lock()
+            arrived += 1
+            let round = arrived
+            condition.broadcast()
+            while !opened && letThrough < round { condition.wait() }
+            condition.unlock()
+        }
+
+        /// Waits (a minute at most) until the `round`th round (from 1) is at the gate; false on timeout.
+        func awaitRound(_ round: Int) -> Bool {
+            condition.lock()
+            defer { condition.unlock() }
+            let deadline = Date().addingTimeInterval(60)
+            while arrived < round {
+                if !condition.wait(until: deadline) { return arrived >= round }
+            }
+            return true
+        }
+
+        /// Lets the round held now finish; the next one is held again.
+        func letHeldRoundThrough() {
+            condition.lock()
+            letThrough = arrived
+            condition.broadcast()
+            condition.unlock()
+        }
+
+        /// Lets every round through from now on (before close, which waits for the flusher).
+        func open() {
+            condition.lock()
+            opened = true
+            condition.broadcast()
+            condition.unlock()
+        }
+    }
+
+    /// Opens a log under `always` whose rounds wait at their fsync for `gate`.
+    static func openHeldAtFsync(
+        _ directory: String, gate: FsyncGate, configuration: LogConfiguration = .testing(fsync: .always)
+    ) throws -> PartitionLog {
+        let log = try PartitionLog.open(directory: directory, configuration: configuration)
+        log.fsyncHookForTesting = { gate.hold() }
+        return log
+    }
+
     /// A log under `always` whose every fsync takes `fsyncMilliseconds` longer, so appends made meanwhile
-    /// are still queued when the test looks.
+    /// are likely queued (for tests whose assertions hold however the appends are grouped).
     static func slowFsyncConfiguration(fsyncMilliseconds: Int, segmentBytesMax: Int = 1 << 20) -> LogConfiguration {
         var configuration = LogConfiguration.testing(segmentBytesMax: segmentBytesMax, fsync: .always)
         configuration.simulatedFsyncDelayMilliseconds = fsyncMilliseconds
@@ -61,17 +120,16 @@ import Testing
         return stored
     }
 
-    /// Appends one batch through the durable path and waits (5 s at most) until the flusher has written it
-    /// into the first segment: its round is then under way, in the slow fsync. Returns the batch and the
-    /// segment's path.
+    /// Appends one batch through the durable path and waits until its round is held at its fsync by
+    /// `gate`: the flusher has written the batch into the first segment, and the round stays under way
+    /// until the test lets it through. Returns the batch and the segment's path.
     static func startRound(
-        _ log: PartitionLog, in directory: String, _ records: [TestRecord], into model: inout [StoredBatch], outcomes: Outcomes
+        _ log: PartitionLog, gate: FsyncGate, in directory: String, _ records: [TestRecord], into model: inout [StoredBatch],
+        outcomes: Outcomes, sourceLocation: SourceLocation = #_sourceLocation
     ) throws -> (first: StoredBatch, segment: String) {
         let first = try appendAwaitingDurability(log, records, into: &model, outcomes: outcomes)
-        let segment = directory + "/" + SegmentNames.log(0)
-        let deadline = Date().addingTimeInterval(5)
-        while fileSize(segment) < first.size && Date() < deadline { usleep(1000) }
-        return (first, segment)
+        try #require(gate.awaitRound(1), "the first round never reached its fsync", sourceLocation: sourceLocation)
+        return (first, directory + "/" + SegmentNames.log(0))
     }
 
     /// The group the flusher gathers next counts the appends that arrived during the last round and one
@@ -80,34 +138,46 @@ import Testing
     /// then left one out round after round.
     @Test func theNextGroupCountsArrivalsDuringTheRoundAndTheAppendsItReleased() throws {
         let directory = try ScratchDirectory()
-        let log = try PartitionLog.open(directory: directory.path, configuration: Self.slowFsyncConfiguration(fsyncMilliseconds: 1_500))
-        defer { try? log.close() }
+        let gate = FsyncGate()
+        let log = try Self.openHeldAtFsync(directory.path, gate: gate)
+        defer {
+            gate.open()
+            try? log.close()
+        }
         var generator = SplitMix64(seed: 305)
         var model: [StoredBatch] = []
         let outcomes = Outcomes()
-        _ = try Self.startRound(log, in: directory.path, randomRecords(count: 3, using: &generator), into: &model, outcomes: outcomes)
+        _ = try Self.startRound(log, gate: gate, in: directory.path, randomRecords(count: 3, using: &generator), into: &model, outcomes: outcomes)
         // Two more while its fsync runs; a durability wait that is not an append's does not count.
         let released = DispatchSemaphore(value: 0)
         log.whenDurable(through: model[0].baseOffset) { _ in released.signal() }
         for _ in 0..<2 {
             try Self.appendAwaitingDurability(log, randomRecords(count: 3, using: &generator), into: &model, outcomes: outcomes)
         }
-        #expect(released.wait(timeout: .now() + 10) == .success, "the first round never ended")
-        // The next round has started without the first appender (it never came back) and is in its slow
+        gate.letHeldRoundThrough()
+        #expect(released.wait(timeout: .now() + 60) == .success, "the first round never ended")
+        // The next round has started without the first appender (it never came back) and is held at its
         // fsync now: the target it was given stays until it ends.
+        #expect(gate.awaitRound(2), "the next round never reached its fsync")
         #expect(log.groupTargetForTesting == 3)
+        gate.open()
         #expect(outcomes.wait(), "not every append became durable")
     }
 
     @Test func appendsMadeDuringAnFsyncAreQueuedThenWrittenAsOneGroup() throws {
         let directory = try ScratchDirectory()
-        let log = try PartitionLog.open(directory: directory.path, configuration: Self.slowFsyncConfiguration(fsyncMilliseconds: 400))
-        defer { try? log.close() }
+        let gate = FsyncGate()
+        let log = try Self.openHeldAtFsync(directory.path, gate: gate)
+        defer {
+            gate.open()
+            try? log.close()
+        }
         var generator = SplitMix64(seed: 301)
         var model: [StoredBatch] = []
         let outcomes = Outcomes()
-        // The first append starts a round: the flusher writes it and is inside the slow fsync a moment later.
-        let (first, segment) = try Self.startRound(log, in: directory.path, randomRecords(count: 3, using: &generator), into: &model, outcomes: outcomes)
+        // The first append starts a round: the flusher writes it and is held at its fsync.
+        let (first, segment) = try Self.startRound(
+            log, gate: gate, in: directory.path, randomRecords(count: 3, using: &generator), into: &model, outcomes: outcomes)
         #expect(fileSize(segment) == first.size)
 
         // Twenty more while that fsync runs: queued, not written — the file does not grow.
@@ -123,6 +193,7 @@ import Testing
         #expect(log.approximateBytes(from: 0) == first.size + queuedBytes)
         #expect(fileSize(segment) == first.size)
 
+        gate.open()
         #expect(outcomes.wait(), "durability callbacks did not all arrive")
         let results = outcomes.all
         #expect(results.count == 21)
@@ -141,12 +212,17 @@ import Testing
 
     @Test func queuedAppendsAreReadableBeforeTheFlusherWritesThem() throws {
         let directory = try ScratchDirectory()
-        let log = try PartitionLog.open(directory: directory.path, configuration: Self.slowFsyncConfiguration(fsyncMilliseconds: 400))
-        defer { try? log.close() }
+        let gate = FsyncGate()
+        let log = try Self.openHeldAtFsync(directory.path, gate: gate)
+        defer {
+            gate.open()
+            try? log.close()
+        }
         var generator = SplitMix64(seed: 302)
         var model: [StoredBatch] = []
         let outcomes = Outcomes()
-        let (first, _) = try Self.startRound(log, in: directory.path, randomRecords(count: 3, using: &generator), into: &model, outcomes: outcomes)
+        let (first, _) = try Self.startRound(
+            log, gate: gate, in: directory.path, randomRecords(count: 3, using: &generator), into: &model, outcomes: outcomes)
         let later = randomRecords(count: 5, baseTimestamp: first.records[0].timestamp + 60_000, using: &generator)
         let queued = try Self.appendAwaitingDurability(log, later, into: &model, outcomes: outcomes)
 
@@ -155,7 +231,8 @@ import Testing
         #expect(splitBatches(read.bytes) == [queued.bytes])
         #expect(read.nextOffset == queued.nextOffset)
         #expect(try log.offset(forTimestamp: queued.records[0].timestamp)?.offset == queued.baseOffset)
-        #expect(log.durableEndOffset <= queued.baseOffset, "the queued append became durable before the slow fsync ended")
+        #expect(log.durableEndOffset <= queued.baseOffset, "the queued append became durable before the held fsync ended")
+        gate.open()
         #expect(outcomes.wait())
         #expect(outcomes.all.allSatisfy { (try? $0.get()) != nil })
         #expect(log.durableEndOffset == queued.nextOffset)
@@ -218,16 +295,19 @@ import Testing
     @Test func spaceReservedForQueuedAppendsIsCountedAndLeftoversGoOnOpen() throws {
         let directory = try ScratchDirectory()
         // Recycling off: every segment is a new file, where queued appends reserve their space.
-        var configuration = Self.slowFsyncConfiguration(fsyncMilliseconds: 300)
+        var configuration = LogConfiguration.testing(fsync: .always)
         configuration.recycleSegments = false
         var generator = SplitMix64(seed: 305)
         var model: [StoredBatch] = []
         let outcomes = Outcomes()
         do {
-            let log = try PartitionLog.open(directory: directory.path, configuration: configuration)
+            let gate = FsyncGate()
+            let log = try Self.openHeldAtFsync(directory.path, gate: gate, configuration: configuration)
+            defer { gate.open() }  // on a throw: the dropped log's flusher must not stay held
             let (first, segment) = try Self.startRound(
-                log, in: directory.path, randomRecords(count: 1, valueBytes: 1000...1000, using: &generator), into: &model, outcomes: outcomes)
-            // Queued behind the slow fsync: not in the file yet, but their space is taken and counted.
+                log, gate: gate, in: directory.path, randomRecords(count: 1, valueBytes: 1000...1000, using: &generator), into: &model,
+                outcomes: outcomes)
+            // Queued behind the held fsync: not in the file yet, but their space is taken and counted.
             for _ in 0..<10 {
                 try Self.appendAwaitingDurability(log, randomRecords(count: 1, valueBytes: 1000...1000, using: &generator), into: &model, outcomes: outcomes)
             }
@@ -236,6 +316,7 @@ import Testing
             #expect(Self.allocatedBytes(segment) >= first.size + queuedBytes)
             let statistics = log.currentStatistics()
             #expect(statistics.diskBytes == first.size + queuedBytes)
+            gate.open()
             #expect(outcomes.wait())
             #expect(log.currentStatistics().diskBytes == model.reduce(0) { $0 + $1.size })
             try log.close()
