@@ -146,6 +146,8 @@ public final class PartitionLog: @unchecked Sendable {
     private var lastFsyncNanoseconds: UInt64 = 0
     /// The flusher is in a timed wait for the rest of a group (see `waitForWork`).
     private var flusherGathering = false
+    /// The flusher is in a round: it has taken its targets and not yet recorded what became durable.
+    private var roundInFlight = false
     /// Testing only: see `fsyncHookForTesting`.
     private var fsyncHook: (@Sendable () -> Void)?
     /// Appends under `always` waiting for the flusher to write them (see
@@ -263,6 +265,10 @@ public final class PartitionLog: @unchecked Sendable {
 
     /// `groupTarget`, for tests.
     var groupTargetForTesting: Int { locked { groupTarget } }
+
+    /// No fsync is requested (`flush()`, back-pressure, a leftover request) and no round is under way, for
+    /// tests: the flusher's next round then comes only from its policy's own timing.
+    var flusherQuiescentForTesting: Bool { locked { !synchronizeRequested && !roundInFlight } }
 
     /// Testing only: called on the flusher thread when a round reaches its fsync — its group written, the
     /// lock released, nothing made durable yet — and the round waits until it returns. A test holds the
@@ -827,6 +833,7 @@ public final class PartitionLog: @unchecked Sendable {
         for entry in dirty where entry.truncation != nil { entry.segment.segment?.truncationInFlight = true }
         let directoryTarget = directoryGeneration > directorySynchronizedGeneration ? directoryGeneration : nil
         synchronizeRequested = false
+        roundInFlight = true
         let fsyncHook = self.fsyncHook
         lock.unlock()
         fsyncHook?()
@@ -841,6 +848,7 @@ public final class PartitionLog: @unchecked Sendable {
         let seconds = Double(ended - started) / 1e9
         lock.lock()
         for entry in dirty where entry.truncation != nil { entry.segment.segment?.truncationInFlight = false }
+        roundInFlight = false
         lastRoundEndUptimeNanoseconds = ended
         lastFsyncNanoseconds = ended - started
         var released: [@Sendable (Result<Void, LogError>) -> Void] = []

@@ -148,16 +148,21 @@ import Testing
         try log.flush()
         #expect(log.durableEndOffset == log.logEndOffset)
         // The flusher's very first fsync may run at once, and a flush() that races with an fsync in flight can
-        // leave one extra request behind; a waiter wakes the flusher so such a leftover is used up here.
+        // leave one extra request behind; an append wakes the flusher so such a leftover is used up here. Wait
+        // until no request is left and no round is under way (however long a loaded machine's fsync takes),
+        // so that no round started before this point lands in the window measured below.
         let settle = try appendBatch(log, randomRecords(count: 2, using: &generator), into: &model)
         log.whenDurable(through: settle.lastOffset) { _ in }
-        Thread.sleep(forTimeInterval: 0.3)
+        let settleDeadline = Date().addingTimeInterval(60)
+        while !log.flusherQuiescentForTesting && Date() < settleDeadline { Thread.sleep(forTimeInterval: 0.01) }
+        try #require(log.flusherQuiescentForTesting, "the flusher did not settle within a minute")
         let first = log.durableEndOffset
         let fsyncsAfterFlush = log.currentStatistics().fsyncCount
 
         let stored = try appendBatch(log, randomRecords(count: 2, using: &generator), into: &model)
         let fired = LockedBox(false)
         log.whenDurable(through: stored.lastOffset) { _ in fired.set(true) }
+        // Time for a wrong fsync to show; a descheduled test thread only shortens the look, nothing is due.
         Thread.sleep(forTimeInterval: 0.3)
         #expect(log.durableEndOffset == first, "fsynced before the 10-minute interval elapsed")
         #expect(!fired.get())
