@@ -117,6 +117,13 @@ final class GatewayProcess: @unchecked Sendable {
         return nil
     }
 
+    /// Polls `sample` (a counter: it only grows) until it reaches `value`; false if `seconds` pass first.
+    /// The gateway counts what it has taken in, so a test waits on that rather than on a guess at how
+    /// long a loaded machine needs.
+    func waitForMetric(_ sample: String, atLeast value: Double, seconds: Double = 30) -> Bool {
+        waitUntil(seconds: seconds, interval: 0.05) { ((try? metric(sample)) ?? 0) >= value }
+    }
+
     /// Points committed to the local log, over every listener.
     var committedPoints: Double {
         ["mqtt", "tcp", "udp", "http"].reduce(0) { total, listener in

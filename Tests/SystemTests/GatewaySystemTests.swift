@@ -44,7 +44,11 @@ import Testing
         let connection = try HTTPClient.connectTCP(port: port)
         let lines = (0..<5000).map { Self.line(device: "gh-\($0 % 50)", seq: $0) }.joined(separator: "\n") + "\n"
         try HTTPClient.sendAll(connection, Array(lines.utf8))
-        Thread.sleep(forTimeInterval: 0.3)
+        // Bytes still unread in the socket at SIGTERM were never accepted: wait until the gateway has parsed
+        // every line into its batches (what it counts as received), however long a loaded machine takes.
+        let received = "outpost_gateway_points_received_total{listener=\"tcp\"}"
+        #expect(gateway.waitForMetric(received, atLeast: 5000))
+        #expect(try gateway.metric(received) == 5000)
         #expect(gateway.stop() == 0, "exit status after SIGTERM; stderr: \(gateway.stderrText)")
         close(connection)
         let stored = Self.seqs(try Self.records(in: directory))
@@ -167,7 +171,13 @@ import Testing
         close(tcp)
         let body = Array((Self.line(device: "m-2", seq: 3) + "\n").utf8)
         #expect(try HTTPClient.request(port: try #require(gateway.httpPort), method: "POST", path: "/write", body: body).status == 204)
-        Thread.sleep(forTimeInterval: 0.5)
+        // The TCP lines are committed after a linger and dead letters written by a 100 ms timer: wait for
+        // every counter to reach its value, then check that none went past it.
+        #expect(gateway.waitForMetric("outpost_gateway_points_received_total{listener=\"tcp\"}", atLeast: 3))
+        #expect(gateway.waitForMetric("outpost_gateway_points_rejected_total{listener=\"tcp\",reason=\"invalid_field\"}", atLeast: 1))
+        #expect(gateway.waitForMetric("outpost_gateway_points_committed_total{listener=\"tcp\"}", atLeast: 2))
+        #expect(gateway.waitForMetric("outpost_gateway_points_committed_total{listener=\"http\"}", atLeast: 1))
+        #expect(gateway.waitForMetric("outpost_gateway_dead_letter_total", atLeast: 1))
         #expect(try gateway.metric("outpost_gateway_points_received_total{listener=\"tcp\"}") == 3)
         #expect(try gateway.metric("outpost_gateway_points_rejected_total{listener=\"tcp\",reason=\"invalid_field\"}") == 1)
         #expect(try gateway.metric("outpost_gateway_points_committed_total{listener=\"tcp\"}") == 2)
@@ -192,15 +202,17 @@ import Testing
         #expect(GatewayMQTTTests.waitForCommitted(gateway, listener: "tcp", atLeast: 1))
         try "limits: {max_line_bytes: 1KiB}\n".write(toFile: directory + "/gateway.yaml", atomically: true, encoding: .utf8)
         gateway.signal(SIGHUP)
-        #expect(waitUntil(seconds: 10) { (try? gateway.metric("outpost_gateway_config_reloads_total{result=\"applied\"}")) == 1 })
+        #expect(waitUntil(seconds: 30) { (try? gateway.metric("outpost_gateway_config_reloads_total{result=\"applied\"}")) == 1 })
         // A file that does not parse is counted as a failed reload and changes nothing.
         try "limits: {max_line_bytes: [\n".write(toFile: directory + "/gateway.yaml", atomically: true, encoding: .utf8)
         gateway.signal(SIGHUP)
-        #expect(waitUntil(seconds: 10) { (try? gateway.metric("outpost_gateway_config_reloads_total{result=\"failed\"}")) == 1 })
+        #expect(waitUntil(seconds: 30) { (try? gateway.metric("outpost_gateway_config_reloads_total{result=\"failed\"}")) == 1 })
         connection = try HTTPClient.connectTCP(port: port)
         try HTTPClient.sendAll(connection, Array((long.replacingOccurrences(of: "seq=1i", with: "seq=2i") + "\n" + Self.line(device: "r-1", seq: 3) + "\n").utf8))
         close(connection)
-        Thread.sleep(forTimeInterval: 0.5)
+        // Both lines in (one rejected, one committed) before the limit is checked and the gateway stopped.
+        #expect(gateway.waitForMetric("outpost_gateway_points_rejected_total{listener=\"tcp\",reason=\"line_too_long\"}", atLeast: 1))
+        #expect(gateway.waitForMetric("outpost_gateway_points_committed_total{listener=\"tcp\"}", atLeast: 2))
         #expect(try gateway.metric("outpost_gateway_points_rejected_total{listener=\"tcp\",reason=\"line_too_long\"}") == 1)
         #expect(gateway.stop() == 0)
         #expect(Set(Self.seqs(try Self.records(in: directory))) == [1, 3])
