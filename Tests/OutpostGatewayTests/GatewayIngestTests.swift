@@ -80,7 +80,13 @@ import Testing
         datagrams.append(Array("garbage datagram\n".utf8))
         datagrams.append(Array("{\"device\":\"json-1\",\"ts\":1732300000000,\"temperature\":21.5,\"seq\":7}".utf8))
         try TestSocket.sendUDP(port: port, datagrams)
-        try await Task.sleep(for: .milliseconds(300))
+        // A datagram still queued in the socket at stop() is never read: wait until the logs hold everything
+        // sent (301 points; the garbage datagram in `_rejected`, written by a 100 ms timer), then stop.
+        let partitions = test.gateway.pipeline.topicLog.partitions
+        let deadLetters = try #require(test.gateway.pipeline.deadLetterTopic?.partitions.first)
+        #expect(await eventually {
+            partitions.reduce(0) { $0 + $1.logEndOffset.rawValue } >= 301 && deadLetters.logEndOffset.rawValue >= 1
+        })
         let records = try await test.stopAndReadRecords().flatMap { $0 }
         #expect(records.count == 301)
         let json = try #require(records.first { $0.keyText == "json-1" })

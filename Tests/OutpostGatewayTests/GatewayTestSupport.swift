@@ -67,6 +67,17 @@ struct TestGateway {
     }
 }
 
+/// Polls `condition` until it holds or `seconds` pass: a bound on waiting for the gateway's threads, which a
+/// loaded machine can hold up for seconds, not a claim about how fast they are.
+func eventually(seconds: Double = 30, _ condition: () -> Bool) async -> Bool {
+    let deadline = ContinuousClock.now + .seconds(seconds)
+    while ContinuousClock.now < deadline {
+        if condition() { return true }
+        try? await Task.sleep(for: .milliseconds(20))
+    }
+    return condition()
+}
+
 extension Record {
     var valueText: String { value.map { String(decoding: $0, as: UTF8.self) } ?? "" }
     var keyText: String? { key.map { String(decoding: $0, as: UTF8.self) } }
