@@ -84,7 +84,7 @@ public final class Gateway: @unchecked Sendable {
             ) { [weak pipeline, weak mqtt] in
                 guard let pipeline else { return HealthReport(healthy: false, details: [("gateway", "stopped")]) }
                 var (healthy, details) = pipeline.health
-                if let mqtt { details.append(("mqtt", mqtt.connectionState)) }
+                if let mqtt { details += [("mqtt", mqtt.connectionState), ("mqtt_subscriptions", mqtt.subscriptionState)] }
                 return HealthReport(healthy: healthy, details: details)
             }
         }

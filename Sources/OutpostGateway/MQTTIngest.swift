@@ -85,6 +85,14 @@ final class MQTTIngest: @unchecked Sendable {
 
     var connectionState: String { state.withLockedValue { $0 } }
 
+    /// "granted/configured" subscriptions, for /healthz: connected is not yet subscribed, and a message
+    /// published before its filter's SUBACK never reaches this session.
+    var subscriptionState: String {
+        let filters = Set(routes.withLockedValue { $0.map(\.filter) })
+        let granted = client?.acknowledgedSubscriptions ?? []
+        return "\(filters.intersection(granted).count)/\(filters.count)"
+    }
+
     func start() { client?.start() }
 
     func stop() { client?.stop() }

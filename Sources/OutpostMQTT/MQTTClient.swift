@@ -200,6 +200,10 @@ public final class MQTTClient: Sendable {
     /// True between an accepted CONNACK and the next disconnect.
     public var isConnected: Bool { connection.shared.withLock { $0.connected } }
 
+    /// Filters the broker has granted (SUBACK) in the current session. A connection that did not resume a
+    /// session starts with none again, until the resent SUBSCRIBEs are acknowledged.
+    public var acknowledgedSubscriptions: Set<String> { connection.shared.withLock { $0.confirmed } }
+
     /// The protocol of the current (or last) connection; nil before the first CONNACK.
     public var negotiatedProtocol: MQTTProtocolVersion? { connection.shared.withLock { $0.negotiated } }
 

@@ -26,17 +26,21 @@ import Testing
         try #require(result.status == 0, "paho publish failed: \(result.stderr)")
     }
 
-    /// Until /healthz reports the MQTT session up, plus a moment for the SUBACKs.
+    /// Until /healthz reports the MQTT session up and every configured subscription granted by the broker:
+    /// a message published before its filter's SUBACK is not delivered to the gateway's session.
     static func waitForConnected(_ gateway: GatewayProcess) -> Bool {
         guard let port = gateway.metricsPort else { return false }
-        let connected = waitUntil(seconds: 15) {
-            ((try? HTTPClient.request(port: port, method: "GET", path: "/healthz", body: []))?.body.contains("\"mqtt\":\"connected\"")) ?? false
+        return waitUntil(seconds: 30, interval: 0.05) {
+            guard let body = (try? HTTPClient.request(port: port, method: "GET", path: "/healthz", body: []))?.body,
+                body.contains("\"mqtt\":\"connected\""),
+                let range = body.range(of: "\"mqtt_subscriptions\":\"")
+            else { return false }
+            let counts = body[range.upperBound...].prefix { $0 != "\"" }.split(separator: "/").compactMap { Int($0) }
+            return counts.count == 2 && counts[1] > 0 && counts[0] == counts[1]
         }
-        Thread.sleep(forTimeInterval: 0.5)
-        return connected
     }
 
-    static func waitForCommitted(_ gateway: GatewayProcess, listener: String = "mqtt", atLeast count: Double, seconds: Double = 20) -> Bool {
+    static func waitForCommitted(_ gateway: GatewayProcess, listener: String = "mqtt", atLeast count: Double, seconds: Double = 30) -> Bool {
         waitUntil(seconds: seconds) { (try? gateway.metric("outpost_gateway_points_committed_total{listener=\"\(listener)\"}")) ?? 0 >= count }
     }
 
