@@ -65,10 +65,11 @@ struct SimulatorSystemTestError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// A process started with a clean signal mask and default handlers, output appended to `outputPath`.
+/// A process started with a clean signal mask and default handlers, output appended to `outputPath`
+/// (standard error too, unless `errorPath` names a file or terminal of its own).
 /// (Foundation's `Process` hands on the test runner's mask, in which SIGTERM is blocked, so a daemon
 /// started that way ignores `kill -TERM`.)
-func spawnWithCleanSignals(_ path: String, _ arguments: [String], outputPath: String = "/dev/null") throws -> pid_t {
+func spawnWithCleanSignals(_ path: String, _ arguments: [String], outputPath: String = "/dev/null", errorPath: String? = nil) throws -> pid_t {
     var attributes = posix_spawnattr_t()
     posix_spawnattr_init(&attributes)
     defer { posix_spawnattr_destroy(&attributes) }
@@ -84,7 +85,11 @@ func spawnWithCleanSignals(_ path: String, _ arguments: [String], outputPath: St
     defer { posix_spawn_file_actions_destroy(&actions) }
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
     posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-    posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    if let errorPath {
+        posix_spawn_file_actions_addopen(&actions, 2, errorPath, O_RDWR | O_NOCTTY, 0)
+    } else {
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    }
     let argv = ([path] + arguments).map { strdup($0) } + [nil]
     defer { for pointer in argv { free(pointer) } }
     var pid: pid_t = 0

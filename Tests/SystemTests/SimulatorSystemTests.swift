@@ -163,16 +163,21 @@ struct SimulatorSystemTests {
         let port = try freeLoopbackPort()
         let scratch = try TestEnvironment.temporaryDirectory()
         let manifest = scratch.appendingPathComponent("manifest.jsonl").path
-        // The target comes up 1.5 s into a 4 s run (a plain thread: nothing here may wait on the test's own pool).
-        let late = DispatchSemaphore(value: 0)
-        nonisolated(unsafe) var sink: LineSink?
-        Thread {
-            usleep(1_500_000)
-            sink = try? LineSink(kind: .tcp, port: port)
-            late.signal()
-        }.start()
-        let (_, summary) = try simulate(["\(devices)/factory.yaml", "--tcp", "127.0.0.1:\(port)", "--duration", "4s", "--rate", "200", "--manifest", manifest])
-        late.wait()
+        let output = scratch.appendingPathComponent("summary.json").path
+        // Driven by what the simulator reports, not by the clock (a loaded machine starts it late and
+        // stalls it): the target comes up once the run has counted failures, and the run is ended (SIGTERM,
+        // which drains and writes the summary and manifest) once it has counted sends as well. The duration
+        // only bounds a run the test lost track of.
+        let run = try SimulatorStatusFollower(outpost, [
+            "simulate", "\(devices)/factory.yaml", "--tcp", "127.0.0.1:\(port)", "--duration", "300s", "--rate", "200",
+            "--manifest", manifest, "--json",
+        ], outputPath: output)
+        defer { run.stop() }
+        #expect(waitUntil(seconds: 60, interval: 0.05) { run.totals.failed > 50 }, "status: \(run.lastStatus)")
+        let sink = try LineSink(kind: .tcp, port: port)
+        #expect(waitUntil(seconds: 60, interval: 0.05) { run.totals.sent > 100 }, "status: \(run.lastStatus)")
+        #expect(run.stop() == 0)
+        let summary = (try? JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: output)))) as? [String: Any] ?? [:]
         let failed = try #require(summary["failed"] as? Int)
         let sent = try #require(summary["sent"] as? Int)
         #expect(failed > 50 && sent > 100)
@@ -368,5 +373,104 @@ final class LineSink: @unchecked Sendable {
             let bytes = Array(response.utf8)
             _ = bytes.withUnsafeBytes { send(connection, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
         }
+    }
+}
+
+/// `outpost simulate` with standard error on a pseudo-terminal, where it prints its live status line (about
+/// once a second, only on a terminal): the run's sent and failed totals as the simulator counts them.
+/// Standard output (the `--json` summary) goes to `outputPath`. Stopped by PID.
+final class SimulatorStatusFollower: @unchecked Sendable {
+    let pid: pid_t
+    private let terminal: Int32
+    private let lock = NSLock()
+    private var latest = ""
+    private var counted: (sent: Int, failed: Int) = (0, 0)
+    private var exitStatus: Int32?
+
+    init(_ path: String, _ arguments: [String], outputPath: String) throws {
+        // glibc has the pseudo-terminal calls, but Swift's Glibc module leaves them out (they need _XOPEN_SOURCE).
+        typealias OnDescriptor = @convention(c) (Int32) -> Int32
+        typealias Name = @convention(c) (Int32, UnsafeMutablePointer<CChar>?, Int) -> Int32
+        func libc<F>(_ symbol: String, _: F.Type) -> F? { dlsym(nil, symbol).map { unsafeBitCast($0, to: F.self) } }
+        guard let openTerminal = libc("posix_openpt", OnDescriptor.self), let grant = libc("grantpt", OnDescriptor.self),
+            let unlock = libc("unlockpt", OnDescriptor.self), let name = libc("ptsname_r", Name.self)
+        else { throw SimulatorSystemTestError("no pseudo-terminal calls in libc") }
+        let terminal = openTerminal(O_RDWR | O_NOCTTY)
+        var device = [CChar](repeating: 0, count: 256)
+        guard terminal >= 0, grant(terminal) == 0, unlock(terminal) == 0, name(terminal, &device, device.count) == 0 else {
+            if terminal >= 0 { close(terminal) }
+            throw SimulatorSystemTestError("no pseudo-terminal: errno \(errno)")
+        }
+        self.terminal = terminal
+        do {
+            pid = try spawnWithCleanSignals(path, arguments, outputPath: outputPath, errorPath: String(decoding: device.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        } catch {
+            close(terminal)
+            throw error
+        }
+        // Drains the terminal (a full one would stop the simulator) until the child is gone (EIO).
+        Thread { [self] in readStatus() }.start()
+    }
+
+    deinit { close(terminal) }
+
+    /// The totals of the latest status line.
+    var totals: (sent: Int, failed: Int) {
+        lock.lock()
+        defer { lock.unlock() }
+        return counted
+    }
+
+    var lastStatus: String {
+        lock.lock()
+        defer { lock.unlock() }
+        return latest
+    }
+
+    private func readStatus() {
+        var pending = ""
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = read(terminal, &buffer, buffer.count)
+            guard count > 0 else { return }
+            pending += String(decoding: buffer[0..<count], as: UTF8.self)
+            // Each status line is "\r<line>\u{1B}[K" (rewritten in place).
+            while let end = pending.range(of: "\u{1B}[K") {
+                let line = pending[..<end.lowerBound].split(separator: "\r").last.map(String.init) ?? ""
+                pending.removeSubrange(..<end.upperBound)
+                let words = line.split(separator: " ")
+                func value(after key: String) -> Int? {
+                    words.firstIndex { $0 == key }.flatMap { $0 + 1 < words.count ? Int(words[$0 + 1]) : nil }
+                }
+                guard let sent = value(after: "sent"), let failed = value(after: "failed") else { continue }
+                lock.lock()
+                latest = line
+                counted = (sent, failed)
+                lock.unlock()
+            }
+        }
+    }
+
+    /// SIGTERM (the simulator drains, prints its summary and writes the manifest) and the exit status;
+    /// SIGKILL if it has not exited within 60 s.
+    @discardableResult
+    func stop() -> Int32 {
+        lock.lock()
+        if let exitStatus {
+            lock.unlock()
+            return exitStatus
+        }
+        lock.unlock()
+        kill(pid, SIGTERM)
+        var status: Int32 = 0
+        if !waitUntil(seconds: 60, interval: 0.05, { waitpid(pid, &status, WNOHANG) == pid }) {
+            kill(pid, SIGKILL)
+            waitpid(pid, &status, 0)
+        }
+        let code: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : -(status & 0x7f)
+        lock.lock()
+        exitStatus = code
+        lock.unlock()
+        return code
     }
 }
