@@ -318,8 +318,11 @@ import Testing
 
         func member(_ name: String) -> (Harness, KafkaGroupConsumer) {
             let harness = Harness.make(bootstrap: [broker.port], clientId: name)
+            // Nothing here waits for a session to expire or a rebalance to time out (B leaves with LeaveGroup),
+            // so both are long: a member starved past either is dropped, and records it read but had not
+            // committed are handed out again, which "exactly once" below would report.
             let membership = GroupMembershipConfiguration(
-                groupId: "readers", topics: ["g"], sessionTimeout: .seconds(6), rebalanceTimeout: .seconds(10), heartbeatInterval: .milliseconds(200))
+                groupId: "readers", topics: ["g"], sessionTimeout: .seconds(30), rebalanceTimeout: .seconds(60), heartbeatInterval: .milliseconds(200))
             let consumer = KafkaGroupConsumer(
                 client: harness.client, configuration: .init(membership: membership, consumer: .init(maxWait: .milliseconds(100))))
             return (harness, consumer)
