@@ -136,11 +136,17 @@ import Testing
         broker.stop()
         let committedAtStop = gateway.committedPoints
         let outageStarted = Date()
+        func segmentCount() throws -> Int {
+            try FileManager.default.contentsOfDirectory(atPath: gatewayDirectory + "/topics/telemetry-0").filter { $0.hasSuffix(".log") }.count
+        }
+        // At least 4 s of outage, and on until the backlog spans several segments: a loaded machine may
+        // ingest less in 4 s than the segment count needs.
         Thread.sleep(forTimeInterval: 4)
+        _ = waitUntil(seconds: 30, interval: 0.05) { ((try? segmentCount()) ?? 0) >= 3 }
         // The ingest rate actually achieved (the sender's pauses make it a little lower than asked for).
         let ingestRate = (gateway.committedPoints - committedAtStop) / Date().timeIntervalSince(outageStarted)
         let backlog = Self.lagRecords(gateway)
-        let segments = try FileManager.default.contentsOfDirectory(atPath: gatewayDirectory + "/topics/telemetry-0").filter { $0.hasSuffix(".log") }.count
+        let segments = try segmentCount()
         #expect(segments >= 3, "the backlog should span several segments, found \(segments) in partition 0")
         func cursors() -> [Double] {
             (0..<3).map { (try? gateway.metric("outpost_gateway_replication_cursor{partition=\"\($0)\"}")) ?? 0 }
