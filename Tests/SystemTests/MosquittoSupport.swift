@@ -141,11 +141,12 @@ func canConnect(port: Int) -> Bool {
     }
 }
 
-/// Polls until `condition` holds or `seconds` pass: a bound on waiting for other processes.
+/// Polls until `condition` holds or `seconds` pass: a bound on waiting for other processes. On the
+/// monotonic clock: a step of the wall clock must not cut the wait short or stretch it.
 @discardableResult
 func waitUntil(seconds: Double, interval: Double = 0.02, _ condition: () -> Bool) -> Bool {
-    let deadline = Date().addingTimeInterval(seconds)
-    while Date() < deadline {
+    let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+    while ContinuousClock.now < deadline {
         if condition() { return true }
         usleep(useconds_t(interval * 1_000_000))
     }
