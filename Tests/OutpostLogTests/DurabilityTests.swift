@@ -42,7 +42,7 @@ import Testing
                 done.leave()
             }
         }
-        done.wait()
+        #expect(done.wait(timeout: .now() + 60) == .success, "not every durability callback ran")
         let seen = observations.all
         #expect(seen.count == 50)
         for entry in seen {
@@ -243,17 +243,17 @@ import Testing
             try appendBatch(log, randomRecords(count: 5, valueBytes: 100...100, using: &generator), into: &model)
         }
         let rolledAt = try segmentBases(directory.path)[1]
-        // The flusher picks the sealed segment up by itself; wait (bounded) for it.
-        var waited = 0
+        // The flusher picks the sealed segment up by itself, and the checkpoint (two fsyncs of its own)
+        // follows; wait for both, bounded generously for a loaded machine.
+        let deadline = ContinuousClock.now + .seconds(60)
         let checkpointPath = directory.path + "/checkpoint"
         func recordedRecoveryPoint() -> String {
             let text = (try? String(contentsOfFile: checkpointPath, encoding: .utf8)) ?? ""
             let line = text.split(separator: "\n").first { $0.hasPrefix("recovery-point ") }
             return line.map { String($0.dropFirst("recovery-point ".count)) } ?? "missing"
         }
-        while (log.durableEndOffset < rolledAt || recordedRecoveryPoint() != String(rolledAt.rawValue)) && waited < 500 {
+        while (log.durableEndOffset < rolledAt || recordedRecoveryPoint() != String(rolledAt.rawValue)) && ContinuousClock.now < deadline {
             Thread.sleep(forTimeInterval: 0.01)
-            waited += 1
         }
         #expect(log.durableEndOffset >= rolledAt)
         // The recovery point recorded in the checkpoint moves past the sealed segment.
