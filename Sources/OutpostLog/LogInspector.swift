@@ -207,7 +207,10 @@ public enum LogInspector {
         }
         let files = try segmentFiles(in: source)
         var lastBase: Offset = 0
-        for (base, path) in files {
+        for (index, (base, path)) in files.enumerated() {
+            // Damage with no valid batch after it in this file runs to the next segment's base: those offsets
+            // are lost too, and must be declared, or the salvaged log opens with a gap it calls damage.
+            let nextBase = index + 1 < files.count ? files[index + 1].base.rawValue : nil
             let bytes = try SegmentFile(path: path, create: false).read(try SegmentFile(path: path, create: false).size(), at: 0)
             var saved: [UInt8] = []
             var position = 0
@@ -216,8 +219,10 @@ public enum LogInspector {
                 if let header = try? RecordBatchValidation.validate(bytes, at: position), header.totalSize <= batchBytesMax {
                     if header.lastOffset < base.rawValue || (lastGoodNext.map { header.baseOffset < $0 } ?? false) {
                         // Offsets going backwards: a recycled file's old contents, never part of this segment.
+                        let first = lastGoodNext ?? base.rawValue
+                        let lostOffsets = nextBase.flatMap { $0 > first ? first...($0 - 1) : nil }
                         report.lostBytes += bytes.count - position
-                        report.lostRegions.append((path, position, bytes.count - position, nil))
+                        report.lostRegions.append((path, position, bytes.count - position, lostOffsets))
                         break
                     }
                     saved += bytes[position..<(position + header.totalSize)]
@@ -242,7 +247,7 @@ public enum LogInspector {
                 let end = resumeHeader == nil ? bytes.count : resume
                 let lostOffsets: ClosedRange<Int64>? = {
                     guard let first = lastGoodNext ?? (position == 0 ? base.rawValue : nil) else { return nil }
-                    guard let after = resumeHeader?.baseOffset else { return nil }
+                    guard let after = resumeHeader?.baseOffset ?? nextBase else { return nil }
                     return after > first ? first...(after - 1) : nil
                 }()
                 report.lostBytes += end - position

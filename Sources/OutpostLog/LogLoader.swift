@@ -138,6 +138,10 @@ struct LogLoader {
         for segment in scannedForRecovery where segment.size > 0 {
             try segment.file.synchronize()
         }
+        // Appends count the segments' names as durable from here on; a crash just after a roll may have
+        // left the newest one's directory entry unsynced (the checkpoint write below fsyncs the directory
+        // too, but a failure there is only logged).
+        try Directory.synchronize(directory)
         // A cut shortened the file after `Segment.init` read its size: nothing is fsynced or reserved past
         // what is left (a reservation counted from the old size would let queued appends skip theirs).
         for segment in segments {

@@ -578,7 +578,10 @@ public final class PartitionLog: @unchecked Sendable {
                 reused = try Segment.recycling(spare: spare.path, baseOffset: nextOffset, directory: directory, nowMilliseconds: now)
             } catch {
                 logger.warning("could not reuse a spare segment file; creating a new one", metadata: ["path": "\(spare.path)", "error": "\(error)"])
+                // Under either name, depending on where reusing it failed: its old contents must not stay
+                // as a segment file the log does not hold (a recovery would take them for one).
                 try? Directory.remove(spare.path)
+                try? Directory.remove(directory + "/" + SegmentNames.log(nextOffset))
             }
         }
         let segment: Segment
@@ -1281,7 +1284,10 @@ public final class PartitionLog: @unchecked Sendable {
             let overSize = configuration.retentionBytes.map { Int64(total) > $0 } ?? false
             let overAge = configuration.retentionMilliseconds.map { now - candidate.lastAppendMilliseconds > $0 } ?? false
             guard overSize || overAge else { break }
-            if let floor = retentionFloorOffset, candidate.nextOffset > floor { break }
+            // The segment's end is where the next one starts: a corrupt sealed segment's own end offset is
+            // where its damage starts, and intact batches after the damage (salvage can save them) lie
+            // above a floor a reader stuck at the damage set.
+            if let floor = retentionFloorOffset, segments[count + 1].baseOffset > floor { break }
             total -= candidate.size
             count += 1
         }

@@ -395,4 +395,49 @@ import Testing
         #expect(reopened.logEndOffset == model.last!.nextOffset)
         #expect(try readEverything(reopened) == model.map(\.bytes))
     }
+
+    /// A closed log with ≥ 4 segments whose indexes hold one entry each (the tail check covers whole
+    /// segments), its model and bases.
+    static func closedLogWithSmallSegments(_ directory: String) throws -> (model: [StoredBatch], bases: [Offset], configuration: LogConfiguration) {
+        let configuration = LogConfiguration.testing(segmentBytesMax: 4096, indexIntervalBytes: 1 << 20)
+        let log = try PartitionLog.open(directory: directory, configuration: configuration)
+        var generator = SplitMix64(seed: 77)
+        let built = try buildLog(log, batches: 80, using: &generator)
+        try log.close()
+        return (built.model, try segmentBases(directory), configuration)
+    }
+
+    /// Damage at the tail of a sealed segment (no valid batch after it in the file) loses the offsets up to
+    /// the next segment: salvage declares them, so the salvaged log opens clean and reads step over them.
+    /// It once declared nothing there, and the salvaged log opened with a corrupt sealed segment.
+    @Test func salvageOfTailDamageInASealedSegmentOpensClean() throws {
+        let directory = try ScratchDirectory()
+        let (model, bases, configuration) = try Self.closedLogWithSmallSegments(directory.path)
+        try #require(bases.count >= 4)
+        let segment = layout(model, bases: bases)[1]
+        let (damagedPosition, damaged) = segment.batches.last!
+        let path = directory.path + "/" + SegmentNames.log(segment.base)
+        var bytes = try fileBytes(path)
+        bytes[damagedPosition + RecordBatchLayout.headerSize + 2] ^= 0x40
+        try writeFile(path, bytes)
+
+        let salvaged = directory.sub("salvaged")
+        let report = try LogInspector.salvage(partitionDirectory: directory.path, into: salvaged)
+        #expect(report.lostRegions.count == 1)
+        #expect(report.lostRegions.first?.offsets == damaged.baseOffset.rawValue...damaged.lastOffset.rawValue,
+                "lost region declared as \(String(describing: report.lostRegions.first?.offsets))")
+        let check = try LogInspector.verify(partitionDirectory: salvaged)
+        #expect(check.isIntact, "\(check.problems)")
+        let reopened = try PartitionLog.open(directory: salvaged, configuration: configuration)
+        defer { try? reopened.close() }
+        #expect(reopened.recoveryReport.corruptSealedSegments.isEmpty, "\(reopened.recoveryReport.corruptSealedSegments)")
+        var next = damaged.baseOffset
+        do {
+            let result = try reopened.read(from: next, maxBytes: 1)
+            next = result.nextOffset
+        } catch {
+            Issue.record("read from the lost offset \(next) fails: \(error)")
+        }
+        #expect(next > damaged.lastOffset)
+    }
 }

@@ -283,6 +283,36 @@ import Testing
             #expect(Int64(configuration.segmentBytesMax) * 8 <= max(budget, 8 * 4096))
         }
     }
+
+    /// A corrupt sealed segment ends, for retention, where the next segment starts, not where its damage
+    /// does: a replicator that read everything readable holds the floor at the damage, and the intact
+    /// batches after it (salvage can save them) are above it. Retention once deleted the segment there.
+    @Test func retentionKeepsACorruptSegmentWhoseBatchesAfterTheDamageAreAboveTheFloor() throws {
+        let directory = try ScratchDirectory()
+        let (model, bases, configuration) = try CorruptionTests.closedLogWithSmallSegments(directory.path)
+        try #require(bases.count >= 4)
+        let segment = layout(model, bases: bases)[1]
+        try #require(segment.batches.count >= 4)
+        let (damagedPosition, damaged) = segment.batches[1]
+        let path = directory.path + "/" + SegmentNames.log(segment.base)
+        var bytes = try fileBytes(path)
+        bytes[damagedPosition + RecordBatchLayout.headerSize + 2] ^= 0x40  // under the CRC
+        try writeFile(path, bytes)
+
+        var retaining = configuration
+        retaining.retentionBytes = 4096
+        let log = try PartitionLog.open(directory: directory.path, configuration: retaining)
+        defer { try? log.close() }
+        #expect(log.recoveryReport.corruptSealedSegments.map(\.path) == [path])
+        // The replicator reads up to the damage and persists its cursor there: that is the floor.
+        #expect(try log.read(from: Offset(damaged.baseOffset.rawValue - 1), maxBytes: Int.max).nextOffset == damaged.baseOffset)
+        log.setRetentionFloor(damaged.baseOffset)
+        let outcome = log.enforceRetention()
+        let lostAboveFloor = segment.batches.dropFirst(2).map(\.batch)
+        #expect(!outcome.deletedSegments.contains(segment.base),
+                "corrupt segment \(segment.base) deleted; \(lostAboveFloor.count) intact batches at offsets \(lostAboveFloor.first!.baseOffset)… above the floor \(damaged.baseOffset) went with it")
+        #expect(log.logStartOffset <= damaged.baseOffset)
+    }
 }
 
 @Suite struct DropOldestTests {
