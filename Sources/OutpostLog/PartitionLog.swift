@@ -1217,10 +1217,12 @@ public final class PartitionLog: @unchecked Sendable {
     /// Deletes the oldest sealed segment whatever the retention floor says: the overflow policy
     /// `drop-oldest` when the disk budget is reached with data not yet replicated. Returns what was deleted
     /// (offsets and bytes) so the caller can count it and record the gap; nil when only the active segment
-    /// is left. The file is deleted, not kept for recycling: this path exists to free disk.
-    public func dropOldestSegment() -> (offsets: Range<Offset>, bytes: Int)? {
+    /// is left, or when the oldest sealed segment is no longer `expected` (the range the caller looked at
+    /// in `oldestSealedSegmentRange`: retention may have deleted it since, and what the caller recorded of
+    /// it must be what goes). The file is deleted, not kept for recycling: this path exists to free disk.
+    public func dropOldestSegment(expecting expected: Range<Offset>? = nil) -> (offsets: Range<Offset>, bytes: Int)? {
         lock.lock()
-        guard segments.count > 1 else {
+        guard segments.count > 1, expected.map({ $0 == segments[0].baseOffset..<segments[1].baseOffset }) ?? true else {
             lock.unlock()
             return nil
         }

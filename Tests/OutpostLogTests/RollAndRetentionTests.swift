@@ -327,7 +327,10 @@ import Testing
         log.setRetentionFloor(0)
         let oldest = try #require(log.oldestSealedSegmentRange)
         #expect(oldest.lowerBound == 0)
-        let dropped = try #require(log.dropOldestSegment())
+        // A caller that looked at another range (retention deleted it since) drops nothing.
+        #expect(log.dropOldestSegment(expecting: oldest.upperBound..<(oldest.upperBound + 1)) == nil)
+        #expect(log.logStartOffset == 0)
+        let dropped = try #require(log.dropOldestSegment(expecting: oldest))
         #expect(dropped.offsets == oldest)
         #expect(dropped.bytes > 0)
         #expect(log.logStartOffset == oldest.upperBound)

@@ -79,7 +79,9 @@ final class DiskBudget: @unchecked Sendable {
             return false
         }
         let (devices, records, carried) = summarize(log, range)
-        guard let dropped = log.dropOldestSegment() else { return false }
+        // Another worker's retention may have deleted that segment since (its floor moved): then its bytes
+        // are free already, and the caller's loop looks again rather than drop the next one unsummarized.
+        guard let dropped = log.dropOldestSegment(expecting: range) else { return true }
         metrics.droppedBytes.increment(by: dropped.bytes)
         metrics.droppedRecords.increment(by: records)
         let gap = GapMarker.Description(
