@@ -83,10 +83,15 @@ public struct RecordBatchHeader: Hashable, Sendable {
 
     /// Size of the whole batch on disk or on the wire.
     public var totalSize: Int { Int(batchLength) + RecordBatchLayout.logOverhead }
-    /// Offset of the last record: baseOffset + lastOffsetDelta.
-    public var lastOffset: Int64 { baseOffset + Int64(lastOffsetDelta) }
-    /// The offset after this batch.
-    public var nextOffset: Int64 { lastOffset + 1 }
+    /// Offset of the last record: baseOffset + lastOffsetDelta. baseOffset lies outside the CRC, so a
+    /// damaged file can hold any value there: the sum saturates at Int64.max instead of trapping, and the
+    /// checks on offsets then see a batch out of range.
+    public var lastOffset: Int64 {
+        let (sum, overflow) = baseOffset.addingReportingOverflow(Int64(lastOffsetDelta))
+        return overflow ? (lastOffsetDelta < 0 ? Int64.min : Int64.max) : sum
+    }
+    /// The offset after this batch (saturating, as `lastOffset`).
+    public var nextOffset: Int64 { lastOffset == Int64.max ? Int64.max : lastOffset + 1 }
 
     /// `nil` when the codec bits hold a value Kafka does not define.
     public var compression: CompressionCodec? { CompressionCodec(rawValue: attributes & 0x07) }
@@ -268,8 +273,11 @@ public struct RecordBatch: Hashable, Sendable {
             guard reader.position == recordEnd else {
                 throw RecordBatchError.invalidRecord("record length \(length) does not match its fields")
             }
+            // baseOffset lies outside the CRC: a damaged file can make the sum overflow.
+            let (offset, overflow) = header.baseOffset.addingReportingOverflow(Int64(offsetDelta))
+            guard !overflow else { throw RecordBatchError.invalidRecord("offset \(header.baseOffset) + \(offsetDelta) overflows") }
             return Record(
-                offset: header.baseOffset + Int64(offsetDelta),
+                offset: offset,
                 timestampMilliseconds: header.baseTimestamp &+ timestampDelta,
                 key: key, value: value, headers: headers)
         } catch let error as RecordBatchError {

@@ -348,6 +348,12 @@ public final class PartitionLog: @unchecked Sendable {
             guard range.count <= configuration.batchBytesMax else {
                 throw .batchTooLarge(size: range.count, limit: configuration.batchBytesMax)
             }
+            // A new batch numbers its records densely (gaps are what compaction leaves in old batches): a
+            // lastOffsetDelta past the record count would take up to 2^31 offsets per batch, and a segment
+            // numbers at most 2^32 relative to its base.
+            guard header.recordCount >= 1, header.lastOffsetDelta == header.recordCount - 1 else {
+                throw .invalidBatch(.invalidRecordCount(recordCount: header.recordCount, lastOffsetDelta: header.lastOffsetDelta))
+            }
             headers.append(header)
         }
         if let reason = iterator.stopReason { throw .invalidBatch(reason) }

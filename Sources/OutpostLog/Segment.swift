@@ -17,7 +17,9 @@ public enum SegmentNames {
     public static func baseOffset(ofLogFile name: String) -> Offset? {
         guard name.hasSuffix(".log") else { return nil }
         let stem = name.dropLast(4)
-        guard stem.count == 20, stem.allSatisfy(\.isASCII), let value = Int64(stem), value >= 0 else { return nil }
+        // A base within 2^32 of Int64.max is no segment this log wrote: base + a relative offset would overflow.
+        guard stem.count == 20, stem.allSatisfy(\.isASCII), let value = Int64(stem), value >= 0, value <= Int64.max - Int64(UInt32.max) - 1
+        else { return nil }
         return Offset(value)
     }
 }

@@ -172,4 +172,23 @@ import Testing
         #expect(check.batchCount == built.model.count)
         #expect(check.nextOffset == built.end)
     }
+
+    /// A new batch numbers its records densely. A lastOffsetDelta past the record count (CRC intact) took
+    /// up to 2^31 offsets per batch, and three such appends overflowed a segment's 2^32 relative offsets:
+    /// a restart then cut or refused what had been accepted (found by fuzzing).
+    @Test func appendRefusesABatchWhoseLastOffsetDeltaSkipsOffsets() throws {
+        let directory = try ScratchDirectory()
+        let log = try PartitionLog.open(directory: directory.path, configuration: .testing())
+        defer { try? log.close() }
+        var generator = SplitMix64(seed: 93)
+        var batch = try makeBatch(randomRecords(count: 1, using: &generator))
+        batch.replaceSubrange(23..<27, with: [0x7F, 0xFF, 0xFF, 0xFF])  // lastOffsetDelta = Int32.max
+        let crc = CRC32C.checksum(Array(batch[RecordBatchLayout.crcCoveredStart...]))
+        batch.replaceSubrange(17..<21, with: withUnsafeBytes(of: crc.bigEndian) { Array($0) })
+        #expect(throws: LogError.self) { try log.append(batch) }
+        #expect(log.logEndOffset == 0)
+        var model: [StoredBatch] = []
+        try appendBatch(log, randomRecords(count: 2, using: &generator), into: &model)
+        #expect(try readEverything(log) == model.map(\.bytes))
+    }
 }

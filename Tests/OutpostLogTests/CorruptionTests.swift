@@ -440,4 +440,30 @@ import Testing
         }
         #expect(next > damaged.lastOffset)
     }
+
+    /// baseOffset lies outside the CRC, so a damaged file can hold any value there, and one near the end of
+    /// the offset range made the batch's last offset overflow: salvage and dump trapped (found by fuzzing).
+    /// Verify, salvage and open now report the batch as out of place, and dump shows it.
+    @Test func aBaseOffsetNearTheEndOfTheOffsetRangeIsReportedNotATrap() throws {
+        let directory = try ScratchDirectory()
+        let (model, bases, configuration) = try Self.closedLogWithSmallSegments(directory.path)
+        let segment = layout(model, bases: bases)[1]
+        let (position, _) = try #require(segment.batches.first { $0.batch.records.count > 1 })
+        let path = directory.path + "/" + SegmentNames.log(segment.base)
+        var bytes = try fileBytes(path)
+        bytes.replaceSubrange(position..<(position + 8), with: withUnsafeBytes(of: (Int64.max - 1).bigEndian) { Array($0) })
+        try writeFile(path, bytes)
+
+        #expect(try !LogInspector.verify(partitionDirectory: directory.path).isIntact)
+        // Dump shows what the file holds, the odd offsets included (as kafka-dump-log would).
+        var dumped = 0
+        try LogInspector.dump(path: path, decodeRecords: true, visit: { _ in dumped += 1 }, onProblem: { _ in })
+        #expect(dumped == segment.batches.count)
+        let report = try LogInspector.salvage(partitionDirectory: directory.path, into: directory.sub("salvaged"))
+        #expect(report.lostBytes > 0)
+        let reopened = try PartitionLog.open(directory: directory.path, configuration: configuration)
+        defer { try? reopened.close() }
+        #expect(!reopened.recoveryReport.corruptSealedSegments.isEmpty || reopened.recoveryReport.truncatedBytes > 0)
+        _ = try? readEverything(reopened)
+    }
 }
