@@ -57,7 +57,9 @@ final class SegmentFile: @unchecked Sendable {
     private static let zeroPage = [UInt8](repeating: 0, count: pageSize)
 
     private func writeVectors(_ buffers: [UnsafeRawBufferPointer], at position: Int) throws(LogError) {
-        var vectors = buffers.compactMap { buffer in
+        // Empty buffers are left out: a call of only empty vectors writes 0 bytes, and the loop below would
+        // wait for progress for ever (salvage writing a segment of which nothing could be saved did).
+        var vectors = buffers.filter { $0.count > 0 }.compactMap { buffer in
             buffer.baseAddress.map { iovec(iov_base: UnsafeMutableRawPointer(mutating: $0), iov_len: buffer.count) }
         }
         var first = 0
@@ -73,6 +75,10 @@ final class SegmentFile: @unchecked Sendable {
                 _ = ftruncate(descriptor, off_t(position))
                 if code == ENOSPC || code == EDQUOT { throw .diskFull(path: path) }
                 throw .io(operation: "write", path: path, errno: code)
+            }
+            if result == 0 {
+                _ = ftruncate(descriptor, off_t(position))
+                throw .io(operation: "write (no progress)", path: path, errno: EIO)
             }
             written += result
             // Skip what this call wrote; a short write leaves the rest of one buffer for the next call.

@@ -466,4 +466,22 @@ import Testing
         #expect(!reopened.recoveryReport.corruptSealedSegments.isEmpty || reopened.recoveryReport.truncatedBytes > 0)
         _ = try? readEverything(reopened)
     }
+
+    /// A segment file of which nothing can be saved (all garbage) gives an empty segment in the salvaged
+    /// log. Writing that empty file once looped for ever (an empty vector write makes no progress; found by
+    /// fuzzing).
+    @Test(.timeLimit(.minutes(1))) func salvageOfASegmentWithNothingIntactFinishes() throws {
+        let directory = try ScratchDirectory()
+        let (model, bases, configuration) = try Self.closedLogWithSmallSegments(directory.path)
+        let segment = layout(model, bases: bases)[1]
+        var generator = SplitMix64(seed: 94)
+        try writeFile(directory.path + "/" + SegmentNames.log(segment.base), (0..<2790).map { _ in UInt8.random(in: 0...255, using: &generator) })
+        let salvaged = directory.sub("salvaged")
+        let report = try LogInspector.salvage(partitionDirectory: directory.path, into: salvaged)
+        #expect(report.lostBytes >= 2790)
+        #expect(fileSize(salvaged + "/" + SegmentNames.log(segment.base)) == 0)
+        let reopened = try PartitionLog.open(directory: salvaged, configuration: configuration)
+        defer { try? reopened.close() }
+        #expect(reopened.recoveryReport.corruptSealedSegments.isEmpty, "\(reopened.recoveryReport.corruptSealedSegments)")
+    }
 }
