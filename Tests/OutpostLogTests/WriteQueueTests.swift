@@ -83,6 +83,20 @@ import Testing
         }
     }
 
+    /// Runs `body` with a log under `always` in a directory of its own, whose rounds wait at their fsync for
+    /// the gate; afterwards, however `body` ended, the gate opens (a held flusher would keep `close` waiting)
+    /// and the log closes.
+    static func withLogHeldAtFsync(_ name: String = #function, _ body: (PartitionLog, FsyncGate, String) throws -> Void) throws {
+        let directory = try ScratchDirectory(name)
+        let gate = FsyncGate()
+        let log = try openHeldAtFsync(directory.path, gate: gate)
+        defer {
+            gate.open()
+            try? log.close()
+        }
+        try body(log, gate, directory.path)
+    }
+
     /// Opens a log under `always` whose rounds wait at their fsync for `gate`.
     static func openHeldAtFsync(
         _ directory: String, gate: FsyncGate, configuration: LogConfiguration = .testing(fsync: .always)
@@ -137,105 +151,90 @@ import Testing
     /// carried (here 1) started the next fsync one appender short after any late return, and the same count
     /// then left one out round after round.
     @Test func theNextGroupCountsArrivalsDuringTheRoundAndTheAppendsItReleased() throws {
-        let directory = try ScratchDirectory()
-        let gate = FsyncGate()
-        let log = try Self.openHeldAtFsync(directory.path, gate: gate)
-        defer {
+        try Self.withLogHeldAtFsync { log, gate, directory in
+            var generator = SplitMix64(seed: 305)
+            var model: [StoredBatch] = []
+            let outcomes = Outcomes()
+            _ = try Self.startRound(log, gate: gate, in: directory, randomRecords(count: 3, using: &generator), into: &model, outcomes: outcomes)
+            // Two more while its fsync runs; a durability wait that is not an append's does not count.
+            let released = DispatchSemaphore(value: 0)
+            log.whenDurable(through: model[0].baseOffset) { _ in released.signal() }
+            for _ in 0..<2 {
+                try Self.appendAwaitingDurability(log, randomRecords(count: 3, using: &generator), into: &model, outcomes: outcomes)
+            }
+            gate.letHeldRoundThrough()
+            #expect(released.wait(timeout: .now() + 60) == .success, "the first round never ended")
+            // The next round has started without the first appender (it never came back) and is held at its
+            // fsync now: the target it was given stays until it ends.
+            #expect(gate.awaitRound(2), "the next round never reached its fsync")
+            #expect(log.groupTargetForTesting == 3)
             gate.open()
-            try? log.close()
+            #expect(outcomes.wait(), "not every append became durable")
         }
-        var generator = SplitMix64(seed: 305)
-        var model: [StoredBatch] = []
-        let outcomes = Outcomes()
-        _ = try Self.startRound(log, gate: gate, in: directory.path, randomRecords(count: 3, using: &generator), into: &model, outcomes: outcomes)
-        // Two more while its fsync runs; a durability wait that is not an append's does not count.
-        let released = DispatchSemaphore(value: 0)
-        log.whenDurable(through: model[0].baseOffset) { _ in released.signal() }
-        for _ in 0..<2 {
-            try Self.appendAwaitingDurability(log, randomRecords(count: 3, using: &generator), into: &model, outcomes: outcomes)
-        }
-        gate.letHeldRoundThrough()
-        #expect(released.wait(timeout: .now() + 60) == .success, "the first round never ended")
-        // The next round has started without the first appender (it never came back) and is held at its
-        // fsync now: the target it was given stays until it ends.
-        #expect(gate.awaitRound(2), "the next round never reached its fsync")
-        #expect(log.groupTargetForTesting == 3)
-        gate.open()
-        #expect(outcomes.wait(), "not every append became durable")
     }
 
     @Test func appendsMadeDuringAnFsyncAreQueuedThenWrittenAsOneGroup() throws {
-        let directory = try ScratchDirectory()
-        let gate = FsyncGate()
-        let log = try Self.openHeldAtFsync(directory.path, gate: gate)
-        defer {
+        try Self.withLogHeldAtFsync { log, gate, directory in
+            var generator = SplitMix64(seed: 301)
+            var model: [StoredBatch] = []
+            let outcomes = Outcomes()
+            // The first append starts a round: the flusher writes it and is held at its fsync.
+            let (first, segment) = try Self.startRound(
+                log, gate: gate, in: directory, randomRecords(count: 3, using: &generator), into: &model, outcomes: outcomes)
+            #expect(fileSize(segment) == first.size)
+
+            // Twenty more while that fsync runs: queued, not written — the file does not grow.
+            for _ in 0..<20 {
+                try Self.appendAwaitingDurability(log, randomRecords(count: 3, using: &generator), into: &model, outcomes: outcomes)
+            }
+            #expect(fileSize(segment) == first.size, "appends under fsync always wrote the file themselves")
+            #expect(log.logEndOffset == model.last!.nextOffset)
+            // The backlog metric counts queued appends without writing them.
+            let queuedBytes = model.dropFirst().reduce(0) { $0 + $1.size }
+            #expect(log.approximateBytes(from: first.nextOffset) == queuedBytes)
+            #expect(log.approximateBytes(from: model[10].baseOffset) == model[10...].reduce(0) { $0 + $1.size })
+            #expect(log.approximateBytes(from: 0) == first.size + queuedBytes)
+            #expect(fileSize(segment) == first.size)
+
             gate.open()
-            try? log.close()
+            #expect(outcomes.wait(), "durability callbacks did not all arrive")
+            let results = outcomes.all
+            #expect(results.count == 21)
+            for (result, stored) in zip(results, model) {
+                #expect((try? result.get())?.firstOffset == stored.baseOffset)
+                #expect((try? result.get())?.lastOffset == stored.lastOffset)
+            }
+            // One write for the first append, one for the twenty: the queue is written as one group.
+            let statistics = log.currentStatistics()
+            #expect(statistics.queuedGroupWrites == 2)
+            #expect(statistics.queuedAppendsWritten == 21)
+            #expect(statistics.fsyncCount == 2)
+            #expect(fileSize(segment) == model.reduce(0) { $0 + $1.size })
+            #expect(try readEverything(log) == model.map(\.bytes))
         }
-        var generator = SplitMix64(seed: 301)
-        var model: [StoredBatch] = []
-        let outcomes = Outcomes()
-        // The first append starts a round: the flusher writes it and is held at its fsync.
-        let (first, segment) = try Self.startRound(
-            log, gate: gate, in: directory.path, randomRecords(count: 3, using: &generator), into: &model, outcomes: outcomes)
-        #expect(fileSize(segment) == first.size)
-
-        // Twenty more while that fsync runs: queued, not written — the file does not grow.
-        for _ in 0..<20 {
-            try Self.appendAwaitingDurability(log, randomRecords(count: 3, using: &generator), into: &model, outcomes: outcomes)
-        }
-        #expect(fileSize(segment) == first.size, "appends under fsync always wrote the file themselves")
-        #expect(log.logEndOffset == model.last!.nextOffset)
-        // The backlog metric counts queued appends without writing them.
-        let queuedBytes = model.dropFirst().reduce(0) { $0 + $1.size }
-        #expect(log.approximateBytes(from: first.nextOffset) == queuedBytes)
-        #expect(log.approximateBytes(from: model[10].baseOffset) == model[10...].reduce(0) { $0 + $1.size })
-        #expect(log.approximateBytes(from: 0) == first.size + queuedBytes)
-        #expect(fileSize(segment) == first.size)
-
-        gate.open()
-        #expect(outcomes.wait(), "durability callbacks did not all arrive")
-        let results = outcomes.all
-        #expect(results.count == 21)
-        for (result, stored) in zip(results, model) {
-            #expect((try? result.get())?.firstOffset == stored.baseOffset)
-            #expect((try? result.get())?.lastOffset == stored.lastOffset)
-        }
-        // One write for the first append, one for the twenty: the queue is written as one group.
-        let statistics = log.currentStatistics()
-        #expect(statistics.queuedGroupWrites == 2)
-        #expect(statistics.queuedAppendsWritten == 21)
-        #expect(statistics.fsyncCount == 2)
-        #expect(fileSize(segment) == model.reduce(0) { $0 + $1.size })
-        #expect(try readEverything(log) == model.map(\.bytes))
     }
 
     @Test func queuedAppendsAreReadableBeforeTheFlusherWritesThem() throws {
-        let directory = try ScratchDirectory()
-        let gate = FsyncGate()
-        let log = try Self.openHeldAtFsync(directory.path, gate: gate)
-        defer {
-            gate.open()
-            try? log.close()
-        }
-        var generator = SplitMix64(seed: 302)
-        var model: [StoredBatch] = []
-        let outcomes = Outcomes()
-        let (first, _) = try Self.startRound(
-            log, gate: gate, in: directory.path, randomRecords(count: 3, using: &generator), into: &model, outcomes: outcomes)
-        let later = randomRecords(count: 5, baseTimestamp: first.records[0].timestamp + 60_000, using: &generator)
-        let queued = try Self.appendAwaitingDurability(log, later, into: &model, outcomes: outcomes)
+        try Self.withLogHeldAtFsync { log, gate, directory in
+            var generator = SplitMix64(seed: 302)
+            var model: [StoredBatch] = []
+            let outcomes = Outcomes()
+            let (first, _) = try Self.startRound(
+                log, gate: gate, in: directory, randomRecords(count: 3, using: &generator), into: &model, outcomes: outcomes)
+            let later = randomRecords(count: 5, baseTimestamp: first.records[0].timestamp + 60_000, using: &generator)
+            let queued = try Self.appendAwaitingDurability(log, later, into: &model, outcomes: outcomes)
 
-        // Read your own append at once, though it waits for the next round: the read writes the queue.
-        let read = try log.read(from: queued.baseOffset, maxBytes: 1 << 20)
-        #expect(splitBatches(read.bytes) == [queued.bytes])
-        #expect(read.nextOffset == queued.nextOffset)
-        #expect(try log.offset(forTimestamp: queued.records[0].timestamp)?.offset == queued.baseOffset)
-        #expect(log.durableEndOffset <= queued.baseOffset, "the queued append became durable before the held fsync ended")
-        gate.open()
-        #expect(outcomes.wait())
-        #expect(outcomes.all.allSatisfy { (try? $0.get()) != nil })
-        #expect(log.durableEndOffset == queued.nextOffset)
+            // Read your own append at once, though it waits for the next round: the read writes the queue.
+            let read = try log.read(from: queued.baseOffset, maxBytes: 1 << 20)
+            #expect(splitBatches(read.bytes) == [queued.bytes])
+            #expect(read.nextOffset == queued.nextOffset)
+            #expect(try log.offset(forTimestamp: queued.records[0].timestamp)?.offset == queued.baseOffset)
+            #expect(log.durableEndOffset <= queued.baseOffset, "the queued append became durable before the held fsync ended")
+            gate.open()
+            #expect(outcomes.wait())
+            #expect(outcomes.all.allSatisfy { (try? $0.get()) != nil })
+            #expect(log.durableEndOffset == queued.nextOffset)
+        }
     }
 
     @Test func aRollWritesTheQueueIntoTheSegmentItSeals() throws {
