@@ -15,6 +15,10 @@ final class AppendWorkers: @unchecked Sendable {
     private final class Worker: @unchecked Sendable {
         let condition = NSCondition()
         var queue = Deque<PendingBatch>()
+        /// Batches the log voided after taking them, in the order their callbacks came (offset order),
+        /// appended again before `queue`. Bounded by what was admitted: each was counted in `queued` once
+        /// and is counted again while it waits here.
+        var retries = Deque<PendingBatch>()
         var stopping = false
         var busy = false
     }
@@ -29,6 +33,8 @@ final class AppendWorkers: @unchecked Sendable {
     private let budget: DiskBudget?
     private let countLock = NSLock()
     private var queued = 0
+    /// Batches put back on a worker after the log voided them (`retryVoided`), for tests.
+    private var voidedRetries = 0
     private var threads: [Thread] = []
 
     /// Delay before retrying an append that failed for lack of disk space; doubles up to the maximum.
@@ -55,6 +61,12 @@ final class AppendWorkers: @unchecked Sendable {
             threads.append(thread)
             thread.start()
         }
+    }
+
+    var voidedRetriesForTesting: Int {
+        countLock.lock()
+        defer { countLock.unlock() }
+        return voidedRetries
     }
 
     var queuedBatches: Int {
@@ -86,7 +98,7 @@ final class AppendWorkers: @unchecked Sendable {
     func drain() {
         for worker in workers {
             worker.condition.lock()
-            while !worker.queue.isEmpty || worker.busy { worker.condition.wait() }
+            while !worker.queue.isEmpty || !worker.retries.isEmpty || worker.busy { worker.condition.wait() }
             worker.condition.unlock()
         }
     }
@@ -112,15 +124,20 @@ final class AppendWorkers: @unchecked Sendable {
         }
         while true {
             worker.condition.lock()
-            while worker.queue.isEmpty && !worker.stopping { worker.condition.wait() }
-            if worker.queue.isEmpty && worker.stopping {
+            while worker.queue.isEmpty && worker.retries.isEmpty && !worker.stopping { worker.condition.wait() }
+            if worker.queue.isEmpty && worker.retries.isEmpty && worker.stopping {
                 worker.condition.unlock()
                 return
             }
-            let batch = worker.queue.removeFirst()
+            let batch = worker.retries.popFirst() ?? worker.queue.removeFirst()
             worker.busy = true
             worker.condition.unlock()
 
+            if batch.voidedAttempts > 0 {
+                // The disk could not take it a moment ago: give it time, as an append refused at once gets.
+                let delay = min(Self.diskFullRetryMilliseconds.initial << min(batch.voidedAttempts - 1, 16), Self.diskFullRetryMilliseconds.maximum)
+                Thread.sleep(forTimeInterval: Double(delay) / 1000)
+            }
             appendWithRetry(batch, compressor: compressor)
 
             worker.condition.lock()
@@ -189,7 +206,8 @@ final class AppendWorkers: @unchecked Sendable {
         let mqttTimes = pending.mqttReceivedUptimes
         let counts = pending.sourceCounts
         let opened = pending.openedUptime
-        return { result in
+        return { [weak self] result in
+            if case .failure(.diskFull) = result, let self, self.retryVoided(pending) { return }
             let now = DispatchTime.now().uptimeNanoseconds
             if case .success = result {
                 metrics.commitLatency.recordNanoseconds(Int64(now - min(opened, now)))
@@ -200,6 +218,33 @@ final class AppendWorkers: @unchecked Sendable {
             }
             for completion in completions { completion.batchFinished(result.map { _ in }) }
         }
+    }
+
+    /// Puts a batch the log voided (a queued group whose write hit a full disk: a copy-on-write file
+    /// system allocates anew when overwriting) back on its worker, to be appended again after a backoff;
+    /// false once the workers are stopping (the batch then fails). Runs on the log's flusher thread, so it
+    /// only queues.
+    private func retryVoided(_ pending: PendingBatch) -> Bool {
+        let worker = workers[pending.partition % workers.count]
+        var retry = pending
+        retry.voidedAttempts += 1
+        worker.condition.lock()
+        guard !worker.stopping else {
+            worker.condition.unlock()
+            return false
+        }
+        worker.retries.append(retry)
+        worker.condition.signal()
+        worker.condition.unlock()
+        adjustQueued(by: 1)
+        countLock.lock()
+        voidedRetries += 1
+        countLock.unlock()
+        metrics.storageErrors.increment()
+        logger.error("disk full: a batch the log had taken could not be written; appending it again", metadata: [
+            "partition": "\(pending.partition)", "records": "\(pending.builder.recordCount)", "attempt": "\(retry.voidedAttempts)",
+        ])
+        return true
     }
 
     private func fail(_ pending: PendingBatch, error: LogError, recordCount: Int) {

@@ -15,6 +15,9 @@ struct PendingBatch: @unchecked Sendable {
     var sourceCounts: [Int]
     /// When the first record went in (uptime ns).
     var openedUptime: UInt64
+    /// Times the log voided this batch after taking it (a group the disk could not take; see
+    /// `AppendWorkers.retryVoided`): sets the backoff before it is appended again.
+    var voidedAttempts = 0
 }
 
 /// Per-partition accumulation for one event loop. Listeners on that loop add records without locks; a
