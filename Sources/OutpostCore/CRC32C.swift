@@ -78,3 +78,53 @@ public enum CRC32C {
         bytes.withUnsafeBytes { checksum($0, continuing: crc) }
     }
 }
+
+/// CRC arithmetic: the checksum of a range from checksums of prefixes, without reading the range again
+/// (zlib's `crc32_combine`, for CRC-32C). Log salvage tries a candidate batch at every byte after damage;
+/// with these a try costs a few hundred operations whatever length the candidate declares, instead of a
+/// pass over that length (which made the search quadratic).
+extension CRC32C {
+    /// x^(2^k) mod P for k in 0..<67 (enough for any `Int` length times 8), reflected (bit 31 is x^0).
+    static let powersOfX: [UInt32] = {
+        var powers: [UInt32] = []
+        var power: UInt32 = 1 << 30  // x^1
+        for _ in 0..<67 {
+            powers.append(power)
+            power = multiplyModP(power, power)
+        }
+        return powers
+    }()
+
+    /// a·b mod P over GF(2), reflected (zlib's `multmodp`).
+    static func multiplyModP(_ a: UInt32, _ b: UInt32) -> UInt32 {
+        var product: UInt32 = 0
+        var factor = b
+        for bit in 0..<32 {
+            if a & (UInt32(1) << (31 - bit)) != 0 { product ^= factor }
+            factor = factor & 1 != 0 ? (factor >> 1) ^ polynomial : factor >> 1
+        }
+        return product
+    }
+
+    /// `crc` carried across `count` more bytes' worth of degree: the term that the checksum of A gives in
+    /// the checksum of A followed by `count` bytes. `checksum(A + B) == shifted(checksum(A), by: B.count) ^ checksum(B)`.
+    public static func shifted(_ crc: UInt32, by count: Int) -> UInt32 {
+        precondition(count >= 0, "a negative length")
+        // x^(8·count): the bits of count, each selecting x^(8·2^k) = x^(2^(k+3)).
+        var power: UInt32 = 1 << 31  // x^0
+        var rest = UInt64(count)
+        var k = 3
+        while rest != 0 {
+            if rest & 1 != 0 { power = multiplyModP(powersOfX[k], power) }
+            rest >>= 1
+            k += 1
+        }
+        return multiplyModP(power, crc)
+    }
+
+    /// Checksum of the bytes between two prefixes of the same bytes: `prefixEnd` the checksum up to the range's
+    /// end, `prefixStart` up to its start, `count` its length.
+    public static func checksum(between prefixStart: UInt32, and prefixEnd: UInt32, count: Int) -> UInt32 {
+        prefixEnd ^ shifted(prefixStart, by: count)
+    }
+}

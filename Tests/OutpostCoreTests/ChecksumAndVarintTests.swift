@@ -27,6 +27,18 @@ import Testing
         }
     }
 
+    /// A range's checksum from two prefix checksums, as salvage computes it, equals reading the range.
+    @Test func checksumOfARangeFromPrefixChecksums() {
+        var generator = SeededRandom(seed: 43)
+        let data = (0..<3000).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+        for (start, end) in [(0, 0), (0, 3000), (21, 61), (1, 2), (255, 2999), (1000, 1000), (7, 2048)] {
+            let prefixStart = CRC32C.checksum(data[..<start])
+            let prefixEnd = CRC32C.checksum(data[..<end])
+            #expect(CRC32C.checksum(between: prefixStart, and: prefixEnd, count: end - start) == CRC32C.checksum(data[start..<end]), "\(start)..<\(end)")
+            #expect(CRC32C.shifted(prefixStart, by: end - start) ^ CRC32C.checksum(data[start..<end]) == prefixEnd)
+        }
+    }
+
     @Test func matchesBitwiseReference() {
         func bitwise(_ bytes: [UInt8]) -> UInt32 {
             var crc: UInt32 = 0xFFFF_FFFF
