@@ -191,6 +191,8 @@ public enum LogInspector {
         public var lostBytes = 0
         /// Damaged regions: where, how long, and the offsets that could not be saved (when known).
         public var lostRegions: [(path: String, position: Int, length: Int, offsets: ClosedRange<Int64>?)] = []
+        /// Bytes checksummed to tell intact batches from damage: the work done, which tests bound.
+        var searchChecksummedBytes = 0
     }
 
     /// Copies every intact batch of the partition at `source` into a new partition directory
@@ -215,8 +217,11 @@ public enum LogInspector {
             var saved: [UInt8] = []
             var position = 0
             var lastGoodNext: Int64?
+            // Checks candidates in bounded work each, whatever length they declare (see `IntactBatchFinder`).
+            var finder = IntactBatchFinder(bytes)
+            defer { report.searchChecksummedBytes += finder.checksummedBytes }
             while position < bytes.count {
-                if let header = try? RecordBatchValidation.validate(bytes, at: position), header.totalSize <= batchBytesMax {
+                if let header = finder.intactBatch(at: position), header.totalSize <= batchBytesMax {
                     if header.lastOffset < base.rawValue || (lastGoodNext.map { header.baseOffset < $0 } ?? false) {
                         // Offsets going backwards: a recycled file's old contents, never part of this segment.
                         let first = lastGoodNext ?? base.rawValue
@@ -233,18 +238,9 @@ public enum LogInspector {
                     continue
                 }
                 // Damaged: find the next valid batch start.
-                var resume = position + 1
-                var resumeHeader: RecordBatchHeader?
-                while resume + RecordBatchLayout.headerSize <= bytes.count {
-                    if bytes[resume + RecordBatchLayout.magicPosition] == UInt8(RecordBatchLayout.magic),
-                        let header = try? RecordBatchValidation.validate(bytes, at: resume)
-                    {
-                        resumeHeader = header
-                        break
-                    }
-                    resume += 1
-                }
-                let end = resumeHeader == nil ? bytes.count : resume
+                let resumed = finder.nextIntactBatch(from: position + 1)
+                let resumeHeader = resumed?.header
+                let end = resumed?.position ?? bytes.count
                 let lostOffsets: ClosedRange<Int64>? = {
                     guard let first = lastGoodNext ?? (position == 0 ? base.rawValue : nil) else { return nil }
                     guard let after = resumeHeader?.baseOffset ?? nextBase else { return nil }

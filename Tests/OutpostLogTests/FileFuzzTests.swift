@@ -1,0 +1,72 @@
+import Foundation
+import OutpostCore
+import Testing
+
+@testable import OutpostLog
+
+/// Damaged files on disk, fuzzed: one small real log (sealed segments, an active one, index files and a
+/// checkpoint), copied and damaged one file at a time, then inspected, salvaged and opened. What may
+/// happen is what `LogLoader` documents: a clear `LogError` or a recovery, never a trap, a hang or an
+/// allocation the file does not justify, and never the loss of an intact batch before the damage.
+@Suite struct FileFuzzTests {
+    // MARK: Damage that broke those rules, one focused case each
+
+    /// A closed log with index entries every 256 bytes (so a trusted sealed segment has batches before its
+    /// last index entry, which open does not re-validate), its model and segment layout.
+    static func closedLogWithDenseIndexes(_ directory: String) throws -> (model: [StoredBatch], segments: [(base: Offset, batches: [(position: Int, batch: StoredBatch)])], configuration: LogConfiguration) {
+        let configuration = LogConfiguration.testing(segmentBytesMax: 4096, indexIntervalBytes: 256)
+        let log = try PartitionLog.open(directory: directory, configuration: configuration)
+        var generator = SplitMix64(seed: 0xDE45E)
+        let built = try buildLog(log, batches: 40, using: &generator)
+        try log.close()
+        return (built.model, layout(built.model, bases: try segmentBases(directory)), configuration)
+    }
+
+    /// Sets the batch length field of the batch at `position` in a segment file.
+    static func setBatchLength(_ length: Int32, at position: Int, in path: String) throws {
+        var bytes = try fileBytes(path)
+        bytes.replaceSubrange((position + 8)..<(position + 12), with: withUnsafeBytes(of: length.bigEndian) { Array($0) })
+        try writeFile(path, bytes)
+    }
+
+    /// Salvage tries every byte after damage as a batch start. Each try checksummed the length its header
+    /// declared, so garbage whose headers declare long batches cost the square of its length (here about
+    /// 130 GiB of CRC for 4 MiB). The work is now a pass over the bytes plus a bounded amount per try.
+    @Test(.timeLimit(.minutes(1))) func salvageOfMegabytesOfGarbageDoesBoundedWork() throws {
+        var generator = SplitMix64(seed: 0x6A4BA6E)
+        let first = try makeBatch(randomRecords(count: 3, using: &generator))
+        var last = try makeBatch(randomRecords(count: 3, using: &generator))
+        RecordBatchValidation.setBaseOffset(3, in: &last)
+        // Garbage with a plausible header every 64 bytes, each declaring a batch to near the end.
+        let garbageBytes = 4 << 20
+        var garbage = (0..<(garbageBytes / 8)).flatMap { _ in withUnsafeBytes(of: generator.next()) { Array($0) } }
+        for start in stride(from: 0, to: garbageBytes - RecordBatchLayout.headerSize, by: 64) {
+            let length = Int32(garbageBytes - start - RecordBatchLayout.logOverhead)
+            garbage.replaceSubrange((start + 8)..<(start + 12), with: withUnsafeBytes(of: length.bigEndian) { Array($0) })
+            garbage[start + RecordBatchLayout.magicPosition] = UInt8(RecordBatchLayout.magic)
+            // attributes 0 (no compression), lastOffsetDelta 0, recordCount 0: only the CRC can refuse it.
+            garbage.replaceSubrange((start + 21)..<(start + 27), with: repeatElement(0, count: 6))
+            garbage.replaceSubrange((start + 57)..<(start + 61), with: repeatElement(0, count: 4))
+        }
+        let segment = first + garbage + last
+
+        var finder = IntactBatchFinder(segment)
+        let found = finder.nextIntactBatch(from: 1)
+        #expect(found?.position == first.count + garbage.count)
+        #expect(finder.candidates >= garbageBytes / 64)
+        #expect(finder.checksummedBytes <= 2 * segment.count + finder.candidates * 2 * IntactBatchFinder.stride,
+                "\(finder.checksummedBytes) bytes checksummed for \(finder.candidates) candidates")
+
+        let directory = try ScratchDirectory()
+        let source = directory.sub("damaged")
+        try FileManager.default.createDirectory(atPath: source, withIntermediateDirectories: true)
+        try writeFile(source + "/" + SegmentNames.log(0), segment)
+        let report = try LogInspector.salvage(partitionDirectory: source, into: directory.sub("salvaged"))
+        #expect(report.savedBatches == 2)
+        #expect(report.lostBytes == garbage.count)
+        // Every byte checksummed at least once (the prefix pass), and little more than that.
+        #expect(report.searchChecksummedBytes >= segment.count)
+        #expect(report.searchChecksummedBytes <= 3 * segment.count + finder.candidates * 2 * IntactBatchFinder.stride)
+        #expect(try fileBytes(directory.sub("salvaged") + "/" + SegmentNames.log(0)) == first + last)
+    }
+}
