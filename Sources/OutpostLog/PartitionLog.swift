@@ -1085,8 +1085,9 @@ public final class PartitionLog: @unchecked Sendable {
                 header.removeAll(keepingCapacity: true)
                 let got = try entry.segment.file.read(RecordBatchLayout.headerSize, at: position, appendingTo: &header)
                 let parsed = got == RecordBatchLayout.headerSize ? try? RecordBatchHeader(bytes: header) : nil
+                // A length field is only believed when the batch it declares ends inside the readable part.
                 let plausible = parsed.map {
-                    $0.magic == RecordBatchLayout.magic && $0.totalSize >= RecordBatchLayout.headerSize && position + $0.totalSize <= entry.size
+                    $0.magic == RecordBatchLayout.magic && $0.totalSize >= RecordBatchLayout.headerSize && position + $0.totalSize <= readableEnd
                 } ?? false
                 if trustingIndexEntry {
                     trustingIndexEntry = false
@@ -1140,26 +1141,42 @@ public final class PartitionLog: @unchecked Sendable {
             let segment = entry.element
             let startRelative = segment.indexes.relativeOffset(before: timestamp)
             let position = startRelative.map { segment.indexes.position(atOrBefore: $0) } ?? 0
-            return (segment: segment, size: segment.size, position: position)
+            return (segment: segment, size: segment.size, corruptFrom: segment.corruptFrom, position: position)
         }
         lock.unlock()
         for candidate in candidates {
             var position = candidate.position
-            while position < candidate.size {
+            let readableEnd = candidate.corruptFrom.map { min($0, candidate.size) } ?? candidate.size
+            while position < readableEnd {
                 let header = try candidate.segment.file.read(RecordBatchLayout.headerSize, at: position)
-                guard let batch = try? RecordBatchHeader(bytes: header), batch.totalSize >= RecordBatchLayout.headerSize else {
+                // The declared length decides how much is read next: believed only when the batch ends inside
+                // the readable part, or a damaged header would ask for up to 2 GiB.
+                guard let batch = try? RecordBatchHeader(bytes: header), batch.magic == RecordBatchLayout.magic,
+                    batch.totalSize >= RecordBatchLayout.headerSize, position + batch.totalSize <= readableEnd
+                else {
                     throw .corruptSegment(path: candidate.segment.logPath, position: position, reason: "unreadable batch header")
                 }
                 if Offset(batch.baseOffset) >= bound { return nil }
                 if batch.maxTimestamp >= timestamp {
                     let bytes = try candidate.segment.file.read(batch.totalSize, at: position)
                     let decoded: RecordBatch
-                    do { decoded = try RecordBatch.decode(bytes) } catch { throw .invalidBatch(error) }
+                    do {
+                        decoded = try RecordBatch.decode(bytes)
+                    } catch {
+                        // Stored bytes that fail validation are damage, not a bad request.
+                        guard error.isCorruption else { throw .invalidBatch(error) }
+                        throw .corruptSegment(path: candidate.segment.logPath, position: position, reason: "\(error)")
+                    }
                     if let record = decoded.records.first(where: { $0.timestampMilliseconds >= timestamp }) {
                         return (Offset(record.offset), record.timestampMilliseconds)
                     }
                 }
                 position += batch.totalSize
+            }
+            // The segment claims a record this late, but the walk reached the damage found on open first:
+            // the answer lies in or past it.
+            if let corruptFrom = candidate.corruptFrom, position >= corruptFrom {
+                throw .corruptSegment(path: candidate.segment.logPath, position: corruptFrom, reason: "damaged region found on open")
             }
         }
         return nil
@@ -1183,8 +1200,9 @@ public final class PartitionLog: @unchecked Sendable {
             var position = index == 0 ? startPosition : 0
             while position + RecordBatchLayout.headerSize <= entry.size {
                 let bytes = try entry.segment.file.read(RecordBatchLayout.headerSize, at: position)
-                let header = try RecordBatchHeader(bytes: bytes)
-                guard header.magic == RecordBatchLayout.magic, header.totalSize >= RecordBatchLayout.headerSize else {
+                guard let header = try? RecordBatchHeader(bytes: bytes), header.magic == RecordBatchLayout.magic,
+                    header.totalSize >= RecordBatchLayout.headerSize, position + header.totalSize <= entry.size
+                else {
                     throw LogError.corruptSegment(path: entry.segment.logPath, position: position, reason: "unreadable batch header")
                 }
                 if Offset(header.lastOffset) >= start { try body(header) }

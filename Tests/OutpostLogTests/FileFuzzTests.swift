@@ -29,6 +29,39 @@ import Testing
         try writeFile(path, bytes)
     }
 
+    /// A batch length that reaches past the segment's end, where open did not look: `offset(forTimestamp:)`
+    /// allocated and read what it declared (up to 2 GiB) and `forEachBatchHeader` jumped past the segment's
+    /// end without a word. Both now report the segment as corrupt at that batch.
+    @Test func aDeclaredLengthPastTheSegmentEndIsACorruptSegment() throws {
+        let directory = try ScratchDirectory()
+        let (_, segments, configuration) = try Self.closedLogWithDenseIndexes(directory.path)
+        let sealed = segments[1]
+        try #require(sealed.batches.count >= 4)
+        let (damagedPosition, damaged) = sealed.batches[2]
+        let path = directory.path + "/" + SegmentNames.log(sealed.base)
+        try Self.setBatchLength(1 << 28, at: damagedPosition, in: path)
+
+        let log = try PartitionLog.open(directory: directory.path, configuration: configuration)
+        defer { try? log.close() }
+        func isCorruptAtTheDamage(_ error: any Error) -> Bool {
+            logError(error) { if case .corruptSegment(path, damagedPosition, _) = $0 { true } else { false } }
+        }
+        do {
+            let found = try log.offset(forTimestamp: damaged.records[0].timestamp)
+            Issue.record("offset(forTimestamp:) returned \(String(describing: found))")
+        } catch {
+            #expect(isCorruptAtTheDamage(error), "\(error)")
+        }
+        var headers = 0
+        do {
+            try log.forEachBatchHeader(from: sealed.batches[0].batch.baseOffset) { _ in headers += 1 }
+            Issue.record("forEachBatchHeader stepped over the damage")
+        } catch {
+            #expect(isCorruptAtTheDamage(error), "\(error)")
+        }
+        #expect(headers == 2)
+    }
+
     /// Salvage tries every byte after damage as a batch start. Each try checksummed the length its header
     /// declared, so garbage whose headers declare long batches cost the square of its length (here about
     /// 130 GiB of CRC for 4 MiB). The work is now a pass over the bytes plus a bounded amount per try.
