@@ -1098,6 +1098,9 @@ public final class PartitionLog: @unchecked Sendable {
                     }
                 }
                 guard let batch = parsed, plausible else {
+                    // Damage open did not see (inside a trusted sealed segment): what was read before it is
+                    // returned; the next read, starting here, reports it.
+                    if result.batchCount > 0 { return result }
                     throw .corruptSegment(path: entry.segment.logPath, position: position, reason: "unreadable batch header")
                 }
                 if Offset(batch.baseOffset) >= bound { return result }

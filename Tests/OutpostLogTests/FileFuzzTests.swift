@@ -29,6 +29,26 @@ import Testing
         try writeFile(path, bytes)
     }
 
+    /// Damage inside a trusted sealed segment (before its last index entry) is not seen on open, by design.
+    /// A read that met it threw away the batches it had already read before it: a consumer could never get
+    /// past the last intact batch before the damage (found by fuzzing).
+    @Test func aReadReturnsTheBatchesBeforeDamageOpenDidNotSee() throws {
+        let directory = try ScratchDirectory()
+        let (_, segments, configuration) = try Self.closedLogWithDenseIndexes(directory.path)
+        let sealed = segments[1]
+        try #require(sealed.batches.count >= 4)
+        let (damagedPosition, _) = sealed.batches[2]
+        try Self.setBatchLength(-1, at: damagedPosition, in: directory.path + "/" + SegmentNames.log(sealed.base))
+
+        let log = try PartitionLog.open(directory: directory.path, configuration: configuration)
+        defer { try? log.close() }
+        #expect(log.recoveryReport.corruptSealedSegments.isEmpty, "the damage lies where open trusts the data")
+        let result = try log.read(from: sealed.batches[0].batch.baseOffset, maxBytes: Int.max)
+        #expect(result.bytes == sealed.batches[0].batch.bytes + sealed.batches[1].batch.bytes)
+        #expect(result.nextOffset == sealed.batches[2].batch.baseOffset)
+        #expect(throws: LogError.self) { _ = try log.read(from: result.nextOffset, maxBytes: Int.max) }
+    }
+
     /// A batch length that reaches past the segment's end, where open did not look: `offset(forTimestamp:)`
     /// allocated and read what it declared (up to 2 GiB) and `forEachBatchHeader` jumped past the segment's
     /// end without a word. Both now report the segment as corrupt at that batch.
