@@ -237,10 +237,17 @@ struct LogLoader {
         }
         if !indexesUsable {
             // Rebuild from headers alone (no CRC): fast, and the tail check below still validates the end.
+            // Offsets must run on as in the tail check: a damaged baseOffset (outside the CRC) stops the
+            // index there, so the tail check starts before it and reports it, rather than indexing nonsense.
             let scanner = SegmentScanner(file: segment.file, batchBytesMax: Int.max, verifyChecksums: false)
             var indexes = SegmentIndexes()
+            var expected = segment.baseOffset
             let intervalBytes = configuration.indexIntervalBytes
             _ = try scanner.scan(from: 0) { header, position in
+                if let problem = Self.continuityProblem(header, expected: expected, segmentBase: segment.baseOffset, checkpoint: checkpoint) {
+                    return problem
+                }
+                expected = Offset(header.nextOffset)
                 indexes.note(
                     batchAt: position, relativeOffset: UInt32(clamping: header.baseOffset - segment.baseOffset.rawValue),
                     size: header.totalSize, maxTimestamp: header.maxTimestamp, intervalBytes: intervalBytes)

@@ -82,6 +82,30 @@ import Testing
         #expect(headers == 2)
     }
 
+    /// An index file that does not match the checkpoint is rebuilt from the batch headers without CRCs. The
+    /// rebuild took any baseOffset (outside the CRC) as it came: a damaged one indexed nonsense after it, and
+    /// one near Int64.min trapped on the subtraction that makes it relative. It now stops where offsets stop
+    /// running on, and the tail check reports the damage there.
+    @Test func aRebuiltIndexStopsAtADamagedBaseOffset() throws {
+        let directory = try ScratchDirectory()
+        let (_, segments, configuration) = try Self.closedLogWithDenseIndexes(directory.path)
+        let sealed = segments[1]
+        try #require(sealed.base > 0 && sealed.batches.count >= 4)
+        let (damagedPosition, _) = sealed.batches[2]
+        let path = directory.path + "/" + SegmentNames.log(sealed.base)
+        var bytes = try fileBytes(path)
+        bytes.replaceSubrange(damagedPosition..<(damagedPosition + 8), with: withUnsafeBytes(of: Int64.min.bigEndian) { Array($0) })
+        try writeFile(path, bytes)
+        try FileManager.default.removeItem(atPath: directory.path + "/" + SegmentNames.index(sealed.base))
+
+        let log = try PartitionLog.open(directory: directory.path, configuration: configuration)
+        defer { try? log.close() }
+        #expect(log.recoveryReport.corruptSealedSegments.map(\.position) == [damagedPosition])
+        #expect(log.recoveryReport.truncatedBytes == 0)
+        #expect(try log.read(from: sealed.batches[0].batch.baseOffset, maxBytes: Int.max).bytes
+            == sealed.batches[0].batch.bytes + sealed.batches[1].batch.bytes)
+    }
+
     /// Salvage tries every byte after damage as a batch start. Each try checksummed the length its header
     /// declared, so garbage whose headers declare long batches cost the square of its length (here about
     /// 130 GiB of CRC for 4 MiB). The work is now a pass over the bytes plus a bounded amount per try.
