@@ -24,6 +24,9 @@ struct Checkpoint: Hashable, Sendable {
     }
 
     static let fileName = "checkpoint"
+    /// A larger file is no checkpoint this log wrote (about 80 bytes a segment and 40 a gap) and is not
+    /// read: damage, or a sparse file, could ask for any amount of memory.
+    static let bytesMax = 16 << 20
 
     var recoveryPoint: Offset = 0
     var segments: [Offset: SegmentEntry] = [:]
@@ -76,7 +79,7 @@ struct Checkpoint: Hashable, Sendable {
     static func read(directory: String) -> Checkpoint? {
         let path = directory + "/" + fileName
         guard Directory.exists(path), let file = try? SegmentFile(path: path, create: false),
-            let size = try? file.size(), let bytes = try? file.read(size, at: 0)
+            let size = try? file.size(), size <= bytesMax, let bytes = try? file.read(size, at: 0)
         else { return nil }
         return decode(bytes)
     }

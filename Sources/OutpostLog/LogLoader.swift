@@ -218,11 +218,17 @@ struct LogLoader {
         if let recorded = checkpoint.segments[segment.baseOffset], let indexChecksum = recorded.indexChecksum,
             let timeChecksum = recorded.timeIndexChecksum, Directory.exists(segment.indexPath), Directory.exists(segment.timeIndexPath)
         {
+            // At most one entry per batch: larger files are not this segment's indexes, and are not read
+            // (a file grown by damage, or sparse, could ask for any amount of memory).
+            let entriesMax = fileSize / RecordBatchLayout.headerSize + 1
             let indexFile = try SegmentFile(path: segment.indexPath, create: false)
-            let offsetBytes = try indexFile.read(try indexFile.size(), at: 0)
             let timeFile = try SegmentFile(path: segment.timeIndexPath, create: false)
-            let timeBytes = try timeFile.read(try timeFile.size(), at: 0)
-            if CRC32C.checksum(offsetBytes) == indexChecksum && CRC32C.checksum(timeBytes) == timeChecksum {
+            let indexBytes = try indexFile.size()
+            let timeIndexBytes = try timeFile.size()
+            let plausibleSizes = indexBytes <= entriesMax * OffsetIndexEntry.size && timeIndexBytes <= entriesMax * TimeIndexEntry.size
+            let offsetBytes = plausibleSizes ? try indexFile.read(indexBytes, at: 0) : []
+            let timeBytes = plausibleSizes ? try timeFile.read(timeIndexBytes, at: 0) : []
+            if plausibleSizes && CRC32C.checksum(offsetBytes) == indexChecksum && CRC32C.checksum(timeBytes) == timeChecksum {
                 let (offsets, offsetsSane) = SegmentIndexes.decodeOffsets(offsetBytes, logSize: fileSize)
                 let (times, timesSane) = SegmentIndexes.decodeTimes(timeBytes)
                 if offsetsSane && timesSane && !offsets.isEmpty {

@@ -106,6 +106,24 @@ import Testing
             == sealed.batches[0].batch.bytes + sealed.batches[1].batch.bytes)
     }
 
+    /// Index files and the checkpoint were read whole, at whatever size they had: a sparse (or damaged,
+    /// grown) file asked for that much memory, and a terabyte trapped. Sizes no real file has are not read:
+    /// the indexes are rebuilt and the checkpoint counts as missing.
+    @Test func indexFilesAndACheckpointOfImpossibleSizeAreNotRead() throws {
+        let directory = try ScratchDirectory()
+        let (model, segments, configuration) = try Self.closedLogWithDenseIndexes(directory.path)
+        for name in [SegmentNames.index(segments[1].base), SegmentNames.timeIndex(segments[2].base), Checkpoint.fileName] {
+            let handle = try #require(FileHandle(forWritingAtPath: directory.path + "/" + name))
+            try handle.truncate(atOffset: 1 << 40)
+            try handle.close()
+        }
+        let log = try PartitionLog.open(directory: directory.path, configuration: configuration)
+        defer { try? log.close() }
+        #expect(log.recoveryReport.truncatedBytes == 0)
+        #expect(log.recoveryReport.corruptSealedSegments.isEmpty)
+        #expect(try readEverything(log) == model.map(\.bytes))
+    }
+
     /// Salvage tries every byte after damage as a batch start. Each try checksummed the length its header
     /// declared, so garbage whose headers declare long batches cost the square of its length (here about
     /// 130 GiB of CRC for 4 MiB). The work is now a pass over the bytes plus a bounded amount per try.
