@@ -57,7 +57,9 @@ struct Checkpoint: Hashable, Sendable {
             case "recovery-point":
                 if words.count == 2, let value = Int64(words[1]), value >= 0 { checkpoint.recoveryPoint = Offset(value) }
             case "segment":
-                guard words.count >= 4, let base = Int64(words[1]), words[2] == "created", let created = Int64(words[3]) else { continue }
+                // A negative creation time is damage; `now - created` (roll by age) could overflow with one.
+                guard words.count >= 4, let base = Int64(words[1]), words[2] == "created", let created = Int64(words[3]), created >= 0
+                else { continue }
                 var entry = SegmentEntry(createdMilliseconds: created)
                 if words.count >= 8, words[4] == "index", words[6] == "timeindex" {
                     entry.indexChecksum = UInt32(words[5], radix: 16)

@@ -124,6 +124,25 @@ import Testing
         #expect(try readEverything(log) == model.map(\.bytes))
     }
 
+    /// A negative creation time in the checkpoint made `now - created` (roll by age) overflow on the next
+    /// append: a trap. Such an entry is damage and is ignored; the file's time stands in.
+    @Test func aNegativeCreationTimeInTheCheckpointIsIgnored() throws {
+        let directory = try ScratchDirectory()
+        var configuration = LogConfiguration.testing(segmentAgeMaxMilliseconds: 60_000)
+        configuration.segmentBytesMax = 1 << 20
+        var generator = SplitMix64(seed: 0xC4EA7ED)
+        var model: [StoredBatch] = []
+        let log = try PartitionLog.open(directory: directory.path, configuration: configuration)
+        try appendBatch(log, randomRecords(count: 2, using: &generator), into: &model)
+        try log.close()
+        try writeFile(directory.path + "/" + Checkpoint.fileName, Array("recovery-point 0\nsegment 0 created \(Int64.min)\n".utf8))
+
+        let reopened = try PartitionLog.open(directory: directory.path, configuration: configuration)
+        defer { try? reopened.close() }
+        try appendBatch(reopened, randomRecords(count: 2, using: &generator), into: &model)
+        #expect(try readEverything(reopened) == model.map(\.bytes))
+    }
+
     /// Salvage tries every byte after damage as a batch start. Each try checksummed the length its header
     /// declared, so garbage whose headers declare long batches cost the square of its length (here about
     /// 130 GiB of CRC for 4 MiB). The work is now a pass over the bytes plus a bounded amount per try.
