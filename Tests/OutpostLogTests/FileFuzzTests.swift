@@ -9,6 +9,260 @@ import Testing
 /// happen is what `LogLoader` documents: a clear `LogError` or a recovery, never a trap, a hang or an
 /// allocation the file does not justify, and never the loss of an intact batch before the damage.
 @Suite struct FileFuzzTests {
+    /// Which file of the partition a case damages.
+    enum Target: CustomStringConvertible {
+        case segment(Offset)
+        case index(Offset)
+        case timeIndex(Offset)
+        case checkpoint
+
+        var description: String {
+            switch self {
+            case .segment(let base): SegmentNames.log(base)
+            case .index(let base): SegmentNames.index(base)
+            case .timeIndex(let base): SegmentNames.timeIndex(base)
+            case .checkpoint: Checkpoint.fileName
+            }
+        }
+    }
+
+    /// A closed log the cases start from, with what it holds.
+    struct Fixture {
+        let directory: ScratchDirectory
+        let model: [StoredBatch]
+        let bases: [Offset]
+        let configuration: LogConfiguration
+        /// Each batch's segment and byte position, in model order.
+        let placement: [(base: Offset, position: Int)]
+
+        /// Deterministic wall clock: a case replays exactly from its seed.
+        static let now: Int64 = 1_732_400_000_000
+
+        init(seed: UInt64) throws {
+            directory = try ScratchDirectory("fuzz-fixture", inMemory: true)
+            configuration = LogConfiguration.testing(segmentBytesMax: 4096, indexIntervalBytes: 512)
+            let log = try PartitionLog.open(directory: directory.path, configuration: configuration, clock: { Self.now })
+            var generator = SplitMix64(seed: seed)
+            let built = try buildLog(log, batches: 45, recordsPerBatch: 1...6, valueBytes: 10...160, using: &generator)
+            try log.close()
+            model = built.model
+            bases = try segmentBases(directory.path)
+            placement = layout(model, bases: bases).flatMap { segment in segment.batches.map { (segment.base, $0.position) } }
+        }
+    }
+
+    static var fuzzCases: Int {
+        Int(ProcessInfo.processInfo.environment["OUTPOST_FILE_FUZZ_CASES"] ?? "") ?? 100
+    }
+
+    @Test(.timeLimit(.minutes(2))) func damagedFilesGiveAnErrorOrASalvageAndKeepEveryIntactBatchBeforeTheDamage() throws {
+        let fixture = try Fixture(seed: 0xF11E_F022)
+        try #require(fixture.bases.count >= 4, "the fixture needs sealed segments and an active one")
+        let baseSeed = testSeed(0xF11E_0000_0000_0001)
+        var failedCases: [String] = []
+        for index in 0..<Self.fuzzCases {
+            let seed = baseSeed &+ UInt64(index)
+            let failures = try Self.runCase(fixture, seed: seed)
+            if !failures.isEmpty {
+                failedCases.append("seed \(seed): \(failures.joined(separator: "; "))")
+            }
+        }
+        #expect(failedCases.isEmpty, "\(failedCases.count) cases failed (replay one with OUTPOST_TEST_SEED=<seed> OUTPOST_FILE_FUZZ_CASES=1):\n\(failedCases.prefix(8).joined(separator: "\n"))")
+    }
+
+    /// Damages one copy of the fixture as `seed` decides and checks it; returns what went wrong.
+    static func runCase(_ fixture: Fixture, seed: UInt64) throws -> [String] {
+        var generator = SplitMix64(seed: seed)
+        let scratch = try ScratchDirectory("fuzz-case", inMemory: true)
+        let directory = scratch.sub("partition")
+        try FileManager.default.copyItem(atPath: fixture.directory.path, toPath: directory)
+
+        let target = chooseTarget(fixture.bases, using: &generator)
+        let path = directory + "/" + target.description
+        let original = try fileBytes(path)
+        let (damaged, what) = damage(original, target: target, fixture: fixture, using: &generator)
+        try writeFile(path, damaged)
+        let firstDamagedByte = zip(original, damaged).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? min(original.count, damaged.count)
+
+        // Every batch before the first damaged byte is intact: a prefix of the model.
+        let intactCount: Int
+        if case .segment(let base) = target, damaged != original {
+            intactCount = fixture.model.indices.first { index in
+                let (segmentBase, position) = fixture.placement[index]
+                return segmentBase > base || (segmentBase == base && position + fixture.model[index].size > firstDamagedByte)
+            } ?? fixture.model.count
+        } else {
+            intactCount = fixture.model.count
+        }
+        let intact = Array(fixture.model.prefix(intactCount))
+        var failures: [String] = []
+        func check(_ condition: Bool, _ message: @autoclosure () -> String) {
+            if !condition { failures.append("\(target) \(what): \(message())") }
+        }
+
+        // The read-only tools first: opening would recover (and so change) the damage.
+        do {
+            _ = try LogInspector.verify(partitionDirectory: directory)
+            try LogInspector.dump(path: directory, decodeRecords: true, visit: { _ in }, onProblem: { _ in })
+        } catch {
+            check(false, "inspection threw \(error)")
+        }
+        if case .segment = target {
+            failures += salvageKeepsIntactBatches(directory, into: scratch.sub("salvaged"), intact: intact, fixture: fixture)
+                .map { "\(target) \(what): \($0)" }
+        }
+
+        let log: PartitionLog
+        do {
+            log = try PartitionLog.open(directory: directory, configuration: fixture.configuration, clock: { Fixture.now })
+        } catch {
+            // A clear error is allowed, but for a cache (indexes) or the checkpoint it costs a scan, never the log.
+            if case .segment = target {} else { check(false, "open threw \(error)") }
+            return failures
+        }
+        if case .segment = target {} else {
+            check(log.recoveryReport.truncatedBytes == 0, "a damaged \(target) cut \(log.recoveryReport.truncatedBytes) bytes")
+            check(log.logEndOffset == fixture.model.last!.nextOffset, "log end \(log.logEndOffset)")
+        }
+        check(log.logStartOffset == 0, "log start \(log.logStartOffset)")
+        check(log.logEndOffset >= (intact.last?.nextOffset ?? 0), "log end \(log.logEndOffset) is below the intact batches' end \(intact.last?.nextOffset ?? 0)")
+
+        // Intact batches read back exactly, from their first and last offsets.
+        for batch in intact {
+            for offset in Set([batch.baseOffset, batch.lastOffset]) {
+                do {
+                    let result = try log.read(from: offset, maxBytes: 1)
+                    check(result.bytes == batch.bytes, "read from \(offset) returned other bytes (\(result.bytes.count), expected \(batch.size))")
+                } catch {
+                    check(false, "read from intact offset \(offset) threw \(error)")
+                }
+            }
+        }
+        // Reads from every offset finish, with data or a LogError (the type says which errors can come), and
+        // so does a walk over the whole range in large reads, stepping over what fails.
+        let end = log.logEndOffset
+        var offset = log.logStartOffset
+        while offset < end {
+            _ = try? log.read(from: offset, maxBytes: 1)
+            offset = offset + 1
+        }
+        offset = log.logStartOffset
+        while offset < end {
+            let result = try? log.read(from: offset, maxBytes: 1 << 16)
+            offset = max(result?.nextOffset ?? offset, offset + 1)
+        }
+        // Timestamps: the answer is the model's wherever the model's answer lies in the intact prefix.
+        let timestamps = fixture.model.flatMap { $0.records.map(\.timestamp) }
+        let sample = stride(from: Int.random(in: 0..<4, using: &generator), to: timestamps.count, by: 4).map { timestamps[$0] }
+        for timestamp in [timestamps.min()! - 1] + sample + [timestamps.max()! + 1] {
+            do {
+                let found = try log.offset(forTimestamp: timestamp)
+                if let expected = expectedOffset(forTimestamp: timestamp, in: fixture.model), expected.offset < (intact.last?.nextOffset ?? 0) {
+                    check(found?.offset == expected.offset && found?.timestamp == expected.timestamp,
+                          "offset(forTimestamp: \(timestamp)) = \(String(describing: found)), expected \(expected)")
+                }
+            } catch {
+                if let expected = expectedOffset(forTimestamp: timestamp, in: fixture.model), expected.offset < (intact.last?.nextOffset ?? 0) {
+                    check(false, "offset(forTimestamp: \(timestamp)) threw \(error), expected \(expected)")
+                }
+            }
+        }
+        // Headers over the whole range: the intact prefix first, then whatever is left or a LogError.
+        var headers: [RecordBatchHeader] = []
+        do {
+            try log.forEachBatchHeader(from: 0) { headers.append($0) }
+        } catch {
+            check(error is LogError, "forEachBatchHeader threw \(error), not a LogError")
+        }
+        check(headers.prefix(intact.count).map(\.baseOffset) == intact.map(\.baseOffset.rawValue),
+              "forEachBatchHeader gave \(headers.count) headers, not the \(intact.count) intact ones first")
+
+        // Appends go on after any recovery, and survive a restart.
+        var model = intact
+        do {
+            let appended = try appendBatch(log, randomRecords(count: 2, using: &generator), into: &model)
+            check(appended.baseOffset == end, "appended at \(appended.baseOffset), log end was \(end)")
+            check(try log.read(from: appended.baseOffset, maxBytes: 1).bytes == appended.bytes, "the appended batch reads back other bytes")
+            try log.close()
+            let reopened = try PartitionLog.open(directory: directory, configuration: fixture.configuration, clock: { Fixture.now })
+            defer { try? reopened.close() }
+            check(try reopened.read(from: appended.baseOffset, maxBytes: 1).bytes == appended.bytes, "the appended batch is gone after a restart")
+            for batch in intact {
+                check((try? reopened.read(from: batch.baseOffset, maxBytes: 1).bytes) == batch.bytes, "intact batch \(batch.baseOffset) lost after a restart")
+            }
+        } catch {
+            check(false, "append, close or reopen threw \(error)")
+        }
+        return failures
+    }
+
+    /// Salvages the damaged partition and checks that the copy opens and holds every intact batch.
+    static func salvageKeepsIntactBatches(_ directory: String, into destination: String, intact: [StoredBatch], fixture: Fixture) -> [String] {
+        do {
+            _ = try LogInspector.salvage(partitionDirectory: directory, into: destination, createdMilliseconds: Fixture.now)
+            let salvaged = try PartitionLog.open(directory: destination, configuration: fixture.configuration, clock: { Fixture.now })
+            defer { try? salvaged.close() }
+            for batch in intact where (try? salvaged.read(from: batch.baseOffset, maxBytes: 1).bytes) != batch.bytes {
+                return ["salvage lost intact batch \(batch.baseOffset)"]
+            }
+            return []
+        } catch {
+            return ["salvage threw \(error)"]
+        }
+    }
+
+    static func chooseTarget(_ bases: [Offset], using generator: inout SplitMix64) -> Target {
+        let base = bases[Int.random(in: 0..<bases.count, using: &generator)]
+        switch Int.random(in: 0..<20, using: &generator) {
+        case 0..<12: return .segment(base)
+        case 12..<15: return .index(base)
+        case 15..<18: return .timeIndex(base)
+        default: return .checkpoint
+        }
+    }
+
+    /// One kind of damage, placed at random: flipped bytes, a range of garbage or zeros, a cut, garbage
+    /// appended, and (for segments) a batch length field rewritten, the field every reader trusts first.
+    static func damage(_ bytes: [UInt8], target: Target, fixture: Fixture, using generator: inout SplitMix64) -> ([UInt8], String) {
+        var damaged = bytes
+        func garbage(_ count: Int) -> [UInt8] { (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) } }
+        let kinds = if case .segment = target { 6 } else { 5 }
+        switch bytes.isEmpty ? 3 : Int.random(in: 0..<kinds, using: &generator) {
+        case 0:
+            let count = Int.random(in: 1...4, using: &generator)
+            for _ in 0..<count {
+                damaged[Int.random(in: 0..<bytes.count, using: &generator)] ^= UInt8.random(in: 1...255, using: &generator)
+            }
+            return (damaged, "flip \(count) bytes")
+        case 1:
+            let start = Int.random(in: 0..<bytes.count, using: &generator)
+            let count = min(bytes.count - start, Int.random(in: 1...300, using: &generator))
+            damaged.replaceSubrange(start..<(start + count), with: garbage(count))
+            return (damaged, "garbage over \(start)..<\(start + count)")
+        case 2:
+            let size = Int.random(in: 0..<bytes.count, using: &generator)
+            damaged.removeSubrange(size...)
+            return (damaged, "truncate to \(size)")
+        case 3:
+            let count = Int.random(in: 1...300, using: &generator)
+            damaged += garbage(count)
+            return (damaged, "append \(count) garbage bytes")
+        case 4:
+            let start = Int.random(in: 0..<bytes.count, using: &generator)
+            let count = min(bytes.count - start, Int.random(in: 1...600, using: &generator))
+            damaged.replaceSubrange(start..<(start + count), with: repeatElement(0, count: count))
+            return (damaged, "zeros over \(start)..<\(start + count)")
+        default:
+            guard case .segment(let base) = target else { return (damaged, "nothing") }
+            let starts = fixture.placement.filter { $0.base == base }.map(\.position)
+            let start = starts[Int.random(in: 0..<starts.count, using: &generator)]
+            let lengths: [Int32] = [Int32.max, 0x7FFF_0000, 1 << 28, Int32.random(in: 49...Int32.max, using: &generator), -1, 0, 48]
+            let length = lengths[Int.random(in: 0..<lengths.count, using: &generator)]
+            damaged.replaceSubrange((start + 8)..<(start + 12), with: withUnsafeBytes(of: length.bigEndian) { Array($0) })
+            return (damaged, "batch length at \(start) set to \(length)")
+        }
+    }
+
     // MARK: Damage that broke those rules, one focused case each
 
     /// A closed log with index entries every 256 bytes (so a trusted sealed segment has batches before its
