@@ -148,13 +148,20 @@ public final class PartitionLog: @unchecked Sendable {
     private var flusherGathering = false
     /// The flusher is in a round: it has taken its targets and not yet recorded what became durable.
     private var roundInFlight = false
-    /// Testing only: see `fsyncHookForTesting`.
+    /// Testing only: see `fsyncHookForTesting`, `earlyWriteHookForTesting`.
     private var fsyncHook: (@Sendable () -> Void)?
+    private var earlyWriteHook: (@Sendable () -> Void)?
+    /// The longest the flusher gathers a group (see `waitForWork`); tests lengthen it.
+    private var gatherWindowMaxNanoseconds: UInt64 = 1_000_000
     /// Appends under `always` waiting for the flusher to write them (see
     /// `append(_:partitionLeaderEpoch:whenDurable:)`), in offset order, all for the active segment (a roll
     /// writes them first). Bounded with everything unsynced by `unsynchronizedBytesMax`.
     private var writeQueue: [QueuedAppend] = []
+    /// Bytes of `writeQueue`, including its head while the flusher writes it early.
     private var writeQueueBytes = 0
+    /// The flusher is writing the queue's first appends with the lock released, while it gathers the rest
+    /// of its group (see `writeQueueHeadEarly`): anyone else who needs the queue in the file waits for it.
+    private var writeQueueHeadInFlight = false
     /// `fallocate` failed as unsupported once: queue no more (appends write at once).
     private var reservationUnsupported = false
     /// Set on open when a spare file waits and the active segment has batches: the first append rolls into
@@ -279,6 +286,21 @@ public final class PartitionLog: @unchecked Sendable {
         set { locked { fsyncHook = newValue } }
     }
 
+    /// Testing only: called on the flusher thread when it writes queued appends early, while it gathers
+    /// the rest of its group — the lock released, the write not yet made — and the write waits until it
+    /// returns (see `writeQueueHeadEarly`).
+    var earlyWriteHookForTesting: (@Sendable () -> Void)? {
+        get { locked { earlyWriteHook } }
+        set { locked { earlyWriteHook = newValue } }
+    }
+
+    /// Testing only: how long the flusher may gather a group (1 ms), so that a test's group is gathered
+    /// however late the flusher's thread runs.
+    var gatherWindowMaxForTesting: Duration {
+        get { locked { .nanoseconds(gatherWindowMaxNanoseconds) } }
+        set { locked { gatherWindowMaxNanoseconds = UInt64(newValue.components.seconds) * 1_000_000_000 + UInt64(newValue.components.attoseconds / 1_000_000_000) } }
+    }
+
     public func currentStatistics() -> LogStatistics {
         locked {
             var snapshot = statistics
@@ -386,16 +408,30 @@ public final class PartitionLog: @unchecked Sendable {
         }
         let now = clock()
         var active = segments[segments.count - 1]
+        // A roll or a direct write needs the file's end, which an early group write in flight still moves
+        // (see `writeQueueHeadEarly`): wait it out, then look again — another appender may have rolled
+        // meanwhile. A queueing append does not wait: queueing during that write is its point.
+        let mayQueue = callback != nil && configuration.fsync == .always && !reservationUnsupported
+        while writeQueueHeadInFlight && (!mayQueue || shouldRoll(active, end: active.size + writeQueueBytes, adding: bytes.count, now: now)) {
+            lock.wait()
+            if closed { throw .closed }
+            if let failure { throw failure }
+            active = segments[segments.count - 1]
+        }
         if shouldRoll(active, end: active.size + writeQueueBytes, adding: bytes.count, now: now) {
             try writeQueueLocked()
             active = try roll(now: now)
         }
         var queueing = false
-        if callback != nil && configuration.fsync == .always {
+        if mayQueue {
             queueing = try reserveSpace(in: active, through: active.size + writeQueueBytes + bytes.count)
         }
-        // A direct write lands after everything queued before it.
-        if !queueing { try writeQueueLocked() }
+        // A direct write lands after everything queued before it (if that waited for an early write, a
+        // roll may have come meanwhile: the active segment is looked up again).
+        if !queueing {
+            try writeQueueLocked()
+            active = segments[segments.count - 1]
+        }
 
         // Assign offsets.
         let firstOffset = nextOffset
@@ -443,7 +479,7 @@ public final class PartitionLog: @unchecked Sendable {
         // Wake the flusher: under `always` to fsync now, under `interval` to start its timer (it sleeps
         // untimed while the log is clean). While it gathers a group it wakes itself once the group is
         // complete or its deadline passes: waking it on every append costs the appenders CPU.
-        if !flusherGathering || appendsSinceSynchronize >= groupTarget {
+        if !flusherGathering || appendsSinceSynchronize >= groupTarget || (queueing && writeQueue.count == earlyWriteAppends) {
             lock.broadcast()
         }
         return (result, writeback)
@@ -475,19 +511,58 @@ public final class PartitionLog: @unchecked Sendable {
     /// flusher fails their waiters) — unless it is a full disk after all: a copy-on-write file system
     /// allocates anew when overwriting a recycled file's old contents, and a reservation can be lost. Then
     /// only these appends fail, with `.diskFull`, as an append refused at once would, and the log goes on.
+    ///
+    /// While the flusher writes the queue's head early, this waits for that write first (the lock released
+    /// meanwhile), then throws if the log failed or closed during the wait.
     private func writeQueueLocked() throws(LogError) {
+        if writeQueueHeadInFlight {
+            while writeQueueHeadInFlight { lock.wait() }
+            if let failure { throw failure }
+            if closed { throw .closed }
+        }
         guard !writeQueue.isEmpty else { return }
         if let failure { throw failure }
+        try writeQueuedAppends(count: writeQueue.count, releasingLock: false)
+    }
+
+    /// While the flusher gathers its group (lock held): writes the appends queued so far with the lock
+    /// released, so that the group's write overlaps the arrival of its last appends instead of following
+    /// it; appenders go on queueing meanwhile. A failure is handled as in `writeQueueLocked`.
+    private func writeQueueHeadEarly() {
+        guard !writeQueue.isEmpty, !writeQueueHeadInFlight, failure == nil else { return }
+        try? writeQueuedAppends(count: writeQueue.count, releasingLock: true)
+    }
+
+    /// Writes the first `count` queued appends at the active segment's end and accounts for them (lock
+    /// held on entry and return; released during the write when `releasingLock`, with
+    /// `writeQueueHeadInFlight` set so that nothing else writes to the file or changes the active segment).
+    private func writeQueuedAppends(count: Int, releasingLock: Bool) throws(LogError) {
         let active = segments[segments.count - 1]
         let writePosition = active.size
-        let queued = writeQueue
-        let padding = active.padding(after: writePosition + writeQueueBytes)
+        let queued = Array(writeQueue.prefix(count))
+        let bytes = queued.reduce(0) { $0 + $1.bytes.count }
+        let padding = active.padding(after: writePosition + bytes)
+        var outcome: LogError?
+        if releasingLock {
+            writeQueueHeadInFlight = true
+            let hook = earlyWriteHook
+            lock.unlock()
+            hook?()
+        }
         do {
             try active.file.writeAll(queued.map { UnsafeRawBufferPointer($0.bytes.buffer) }, at: writePosition, zeroPadding: padding)
-            if padding > 0 { active.paddedThrough = writePosition + writeQueueBytes + padding }
         } catch {
+            outcome = error
+        }
+        if releasingLock {
+            lock.lock()
+            writeQueueHeadInFlight = false
+            lock.broadcast()
+        }
+        if let error = outcome {
             active.oldContentsEnd = min(active.oldContentsEnd, writePosition)
             active.reservedEnd = min(active.reservedEnd, writePosition)
+            // Appends queued after these (during an early write) follow their offsets: they go too.
             voidWriteQueueLocked()
             if case .diskFull = error {
                 logger.error("disk full writing queued appends; they fail and the log goes on", metadata: [
@@ -507,8 +582,9 @@ public final class PartitionLog: @unchecked Sendable {
             lock.broadcast()
             throw error
         }
-        writeQueue.removeAll(keepingCapacity: true)
-        writeQueueBytes = 0
+        if padding > 0 { active.paddedThrough = writePosition + bytes + padding }
+        writeQueue.removeFirst(count)
+        writeQueueBytes -= bytes
         statistics.queuedGroupWrites += 1
         statistics.queuedAppendsWritten += queued.count
         var position = writePosition
@@ -555,6 +631,9 @@ public final class PartitionLog: @unchecked Sendable {
         segment.reservedEnd = end
         return true
     }
+
+    /// Queued appends the gathering flusher writes early, with the lock released (half its group).
+    private var earlyWriteAppends: Int { max(2, groupTarget / 2) }
 
     /// Bytes written or queued but not yet fsynced (lock held).
     private var unsynchronizedBytes: Int {
@@ -971,12 +1050,18 @@ public final class PartitionLog: @unchecked Sendable {
                 // Gather: appenders released by the last fsync come back with their next append within
                 // moments. Starting the next fsync at the first of them would split them over two fsyncs
                 // (two waits each); so wait until the group is complete (`groupTarget`), but no longer
-                // than that fsync took (1 ms at most). One appender never waits.
+                // than that fsync took (1 ms at most). One appender never waits. Once half the group is
+                // queued, the flusher writes it while the rest arrive (`writeQueueHeadEarly`): the group's
+                // write then mostly overlaps its gathering instead of following it.
                 if unsynced {
                     let now = MonotonicCondition.uptimeNanoseconds()
-                    let gatherUntil = lastRoundEndUptimeNanoseconds + min(lastFsyncNanoseconds, 1_000_000)
+                    let gatherUntil = lastRoundEndUptimeNanoseconds + min(lastFsyncNanoseconds, gatherWindowMaxNanoseconds)
                     if groupTarget <= 1 || appendsSinceSynchronize >= groupTarget || synchronizeRequested || now >= gatherUntil {
                         return .synchronize
+                    }
+                    if writeQueue.count >= earlyWriteAppends {
+                        writeQueueHeadEarly()
+                        continue
                     }
                     flusherGathering = true
                     lock.wait(untilUptimeNanoseconds: min(wakeAt, gatherUntil))

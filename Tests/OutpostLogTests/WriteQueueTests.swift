@@ -214,6 +214,101 @@ import Testing
         }
     }
 
+    /// While the flusher gathers a group it writes what is queued so far with the lock released
+    /// (`writeQueueHeadEarly`). Held in that write: the queue is not in the file yet, appenders still
+    /// queue, and whatever needs the file's end — a read of the queued appends, an append that writes at
+    /// once, an append that rolls — waits for the write instead of writing over it; afterwards every batch
+    /// is where its offset says, in the file and after a reopen.
+    @Test func whileTheFlusherWritesTheQueueEarlyNothingElseWritesAtTheFilesEnd() throws {
+        let directory = try ScratchDirectory()
+        let fsyncGate = FsyncGate()
+        let writeGate = FsyncGate()
+        let configuration = LogConfiguration.testing(segmentBytesMax: 16 << 10, fsync: .always)
+        var generator = SplitMix64(seed: 307)
+        var model: [StoredBatch] = []
+        let outcomes = Outcomes()
+        do {
+            let log = try Self.openHeldAtFsync(directory.path, gate: fsyncGate, configuration: configuration)
+            // Gathering waits for its whole group however late the flusher's thread runs.
+            log.gatherWindowMaxForTesting = .seconds(60)
+            log.earlyWriteHookForTesting = { writeGate.hold() }
+            defer {
+                writeGate.open()
+                fsyncGate.open()
+                try? log.close()
+            }
+            let (first, segment) = try Self.startRound(
+                log, gate: fsyncGate, in: directory.path, randomRecords(count: 1, valueBytes: 1000...1000, using: &generator),
+                into: &model, outcomes: outcomes)
+            // Six more while that fsync is held: the next group is these six and the first's appender (7);
+            // six is past half of it, so the flusher writes them early, and is held there.
+            for _ in 0..<6 {
+                try Self.appendAwaitingDurability(log, randomRecords(count: 1, valueBytes: 1000...1000, using: &generator), into: &model, outcomes: outcomes)
+            }
+            let queued = model[1...].map(\.self)
+            fsyncGate.letHeldRoundThrough()
+            try #require(writeGate.awaitRound(1), "the flusher never wrote the queue early")
+            #expect(fileSize(segment) == first.size, "the held early write is already in the file")
+
+            // Appenders still queue meanwhile.
+            let alsoQueued = try Self.appendAwaitingDurability(log, randomRecords(count: 1, valueBytes: 100...100, using: &generator), into: &model, outcomes: outcomes)
+
+            // Three that need the file's end, each on a thread of its own.
+            let waiting = DispatchGroup()
+            let read = LockedResult<LogReadResult>()
+            let direct = LockedResult<AppendResult>()
+            let rolled = LockedResult<AppendResult>()
+            let directBytes = try makeBatch(randomRecords(count: 2, using: &generator))
+            let rollingRecords = randomRecords(count: 1, valueBytes: 9000...9000, using: &generator)
+            let rollingBytes = try makeBatch(rollingRecords)
+            outcomes.expect()
+            for work in 0..<3 {
+                waiting.enter()
+                Thread {
+                    defer { waiting.leave() }
+                    switch work {
+                    case 0: read.set(Result { try log.read(from: queued[0].baseOffset, maxBytes: 1 << 20) })
+                    case 1: direct.set(Result { try log.append(directBytes) })
+                    default: rolled.set(Result { try log.append(rollingBytes) { outcomes.record($0) } })
+                    }
+                }.start()
+            }
+            #expect(waiting.wait(timeout: .now() + 0.3) == .timedOut, "something went on while the early write was held")
+            #expect(fileSize(segment) == first.size)
+
+            writeGate.open()
+            #expect(waiting.wait(timeout: .now() + 60) == .success)
+            let readResult = try #require(try read.get())
+            let directResult = try #require(try direct.get())
+            let rolledResult = try #require(try rolled.get())
+            // The read waited for the early write and found the queued appends in place.
+            #expect(Array(splitBatches(readResult.bytes).prefix(queued.count)) == queued.map(\.bytes))
+            for (bytes, records, result) in [(directBytes, nil, directResult), (rollingBytes, rollingRecords, rolledResult)] {
+                var stored = bytes
+                RecordBatchValidation.setBaseOffset(result.firstOffset.rawValue, in: &stored)
+                model.append(StoredBatch(
+                    baseOffset: result.firstOffset, bytes: stored, records: records ?? [], header: try RecordBatchHeader(bytes: stored)))
+            }
+            model.sort { $0.baseOffset < $1.baseOffset }
+            #expect(model.map(\.baseOffset).first == 0)
+            #expect(zip(model, model.dropFirst()).allSatisfy { $0.nextOffset == $1.baseOffset }, "offsets are not contiguous")
+            #expect(alsoQueued.baseOffset > queued.last!.baseOffset)
+            #expect(try segmentBases(directory.path).count == 2, "the large append did not roll")
+
+            fsyncGate.open()
+            #expect(outcomes.wait())
+            #expect(outcomes.all.allSatisfy { (try? $0.get()) != nil })
+            #expect(try readEverything(log) == model.map(\.bytes))
+            try log.close()
+        }
+        let check = try LogInspector.verify(partitionDirectory: directory.path)
+        #expect(check.isIntact, "\(check.problems)")
+        let reopened = try PartitionLog.open(directory: directory.path, configuration: configuration)
+        #expect(reopened.recoveryReport.truncatedBytes == 0)
+        #expect(try readEverything(reopened) == model.map(\.bytes))
+        try reopened.close()
+    }
+
     @Test func queuedAppendsAreReadableBeforeTheFlusherWritesThem() throws {
         try Self.withLogHeldAtFsync { log, gate, directory in
             var generator = SplitMix64(seed: 302)
@@ -340,4 +435,23 @@ import Testing
     }
 
     static func blockRounded(_ size: Int) -> Int { (size + 4095) & ~4095 }
+}
+
+/// A result one thread sets and another reads.
+final class LockedResult<Value: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var result: Result<Value, any Error>?
+
+    func set(_ newValue: Result<Value, any Error>) {
+        lock.lock()
+        result = newValue
+        lock.unlock()
+    }
+
+    /// The value, rethrowing the error; nil if never set.
+    func get() throws -> Value? {
+        lock.lock()
+        defer { lock.unlock() }
+        return try result?.get()
+    }
 }
