@@ -162,6 +162,9 @@ public final class PartitionLog: @unchecked Sendable {
     /// The flusher is writing the queue's first appends with the lock released, while it gathers the rest
     /// of its group (see `writeQueueHeadEarly`): anyone else who needs the queue in the file waits for it.
     private var writeQueueHeadInFlight = false
+    /// The flusher wrote early in the group it gathers now: once per round, so that a read or roll waiting
+    /// for the file's end waits for one early write at most.
+    private var wroteEarlyThisRound = false
     /// `fallocate` failed as unsupported once: queue no more (appends write at once).
     private var reservationUnsupported = false
     /// Set on open when a spare file waits and the active segment has batches: the first append rolls into
@@ -391,47 +394,51 @@ public final class PartitionLog: @unchecked Sendable {
     ) throws(LogError) -> (AppendResult, writeback: (file: SegmentFile, position: Int)?) {
         lock.lock()
         defer { lock.unlock() }
-        if closed { throw .closed }
-        if let failure { throw failure }
-        guard waiters.count < configuration.durabilityWaitersMax else { throw .overloaded(waiting: waiters.count) }
-        // Bound what sits written (or queued) but not fsynced (what a crash can lose under `interval`, and
-        // the backlog of acknowledgements under `always`): past it, appends wait for the flusher —
-        // back-pressure — instead of outrunning the disk.
-        if configuration.fsync != .never {
-            while unsynchronizedBytes > configuration.unsynchronizedBytesMax && !closed && failure == nil {
+        var now: Int64
+        var active: Segment
+        var queueing: Bool
+        // Decided anew after every wait: the log may have failed, closed, filled or rolled meanwhile.
+        decide: while true {
+            if closed { throw .closed }
+            if let failure { throw failure }
+            guard waiters.count < configuration.durabilityWaitersMax else { throw .overloaded(waiting: waiters.count) }
+            // The log voided appends for a full disk and has not told their appenders yet: refuse this one
+            // the same way until it has, so that it cannot take their offsets ahead of their retry.
+            if !voidedWaiters.isEmpty { throw .diskFull(path: directory) }
+            // Bound what sits written (or queued) but not fsynced (what a crash can lose under `interval`,
+            // and the backlog of acknowledgements under `always`): past it, appends wait for the flusher —
+            // back-pressure — instead of outrunning the disk.
+            if configuration.fsync != .never && unsynchronizedBytes > configuration.unsynchronizedBytesMax {
                 synchronizeRequested = true
                 lock.broadcast()
                 lock.wait()
+                continue decide
             }
-            if closed { throw .closed }
-            if let failure { throw failure }
-        }
-        let now = clock()
-        var active = segments[segments.count - 1]
-        // A roll or a direct write needs the file's end, which an early group write in flight still moves
-        // (see `writeQueueHeadEarly`): wait it out, then look again — another appender may have rolled
-        // meanwhile. A queueing append does not wait: queueing during that write is its point.
-        let mayQueue = callback != nil && configuration.fsync == .always && !reservationUnsupported
-        while writeQueueHeadInFlight && (!mayQueue || shouldRoll(active, end: active.size + writeQueueBytes, adding: bytes.count, now: now)) {
-            lock.wait()
-            if closed { throw .closed }
-            if let failure { throw failure }
+            now = clock()
             active = segments[segments.count - 1]
+            let rolls = shouldRoll(active, end: active.size + writeQueueBytes, adding: bytes.count, now: now)
+            let mayQueue = callback != nil && configuration.fsync == .always && !reservationUnsupported
+            // A roll or a direct write needs the file's end, which an early group write in flight still
+            // moves (see `writeQueueHeadEarly`): wait it out, then decide again. A queueing append does not
+            // wait: queueing during that write is its point.
+            if writeQueueHeadInFlight && (rolls || !mayQueue) {
+                lock.wait()
+                continue decide
+            }
+            if rolls {
+                try writeQueueLocked()
+                active = try roll(now: now)
+            }
+            queueing = mayQueue ? try reserveSpace(in: active, through: active.size + writeQueueBytes + bytes.count) : false
+            // The file system just turned out unable to reserve: this append writes at once after all.
+            if !queueing && writeQueueHeadInFlight {
+                lock.wait()
+                continue decide
+            }
+            break
         }
-        if shouldRoll(active, end: active.size + writeQueueBytes, adding: bytes.count, now: now) {
-            try writeQueueLocked()
-            active = try roll(now: now)
-        }
-        var queueing = false
-        if mayQueue {
-            queueing = try reserveSpace(in: active, through: active.size + writeQueueBytes + bytes.count)
-        }
-        // A direct write lands after everything queued before it (if that waited for an early write, a
-        // roll may have come meanwhile: the active segment is looked up again).
-        if !queueing {
-            try writeQueueLocked()
-            active = segments[segments.count - 1]
-        }
+        // A direct write lands after everything queued before it (no early write is in flight here).
+        if !queueing { try writeQueueLocked() }
 
         // Assign offsets.
         let firstOffset = nextOffset
@@ -562,6 +569,8 @@ public final class PartitionLog: @unchecked Sendable {
         if let error = outcome {
             active.oldContentsEnd = min(active.oldContentsEnd, writePosition)
             active.reservedEnd = min(active.reservedEnd, writePosition)
+            // Appends queued during an early write may have reserved blocks past the cut: uncounted now.
+            if releasingLock { active.releaseBlocksPastEnd() }
             // Appends queued after these (during an early write) follow their offsets: they go too.
             voidWriteQueueLocked()
             if case .diskFull = error {
@@ -618,9 +627,13 @@ public final class PartitionLog: @unchecked Sendable {
             // file's end where nothing counts them, holding the disk's last free space; and punching them
             // out does not work past the end. So the queue goes into the file (its space was reserved) and
             // the file is cut to its batches: that frees them, and a recycled file's old contents too.
-            try? writeQueueLocked()
-            try? segment.trimToSize()
-            segment.releaseBlocksPastEnd()
+            try? writeQueueLocked()  // waits for an early write in flight first
+            // A roll may have come during that wait: then `segment` is sealed (its trim deferred to the
+            // flusher) and the file to cut is the new active one; both give back what is past their end.
+            let active = segments[segments.count - 1]
+            try? active.trimToSize()
+            active.releaseBlocksPastEnd()
+            if active !== segment { segment.releaseBlocksPastEnd() }
             throw error
         }
         guard reserved else {
@@ -913,6 +926,7 @@ public final class PartitionLog: @unchecked Sendable {
         let target = nextOffset
         lastSynchronizeUptimeNanoseconds = MonotonicCondition.uptimeNanoseconds()
         appendsSinceSynchronize = 0
+        wroteEarlyThisRound = false
         // Files and weak references only: a retired segment must stay uniquely held by its spare entry
         // (see `takeSpare`) while this round fsyncs.
         let dirty = segments.filter(\.needsSynchronize).map {
@@ -1059,7 +1073,8 @@ public final class PartitionLog: @unchecked Sendable {
                     if groupTarget <= 1 || appendsSinceSynchronize >= groupTarget || synchronizeRequested || now >= gatherUntil {
                         return .synchronize
                     }
-                    if writeQueue.count >= earlyWriteAppends {
+                    if writeQueue.count >= earlyWriteAppends && !wroteEarlyThisRound {
+                        wroteEarlyThisRound = true
                         writeQueueHeadEarly()
                         continue
                     }

@@ -279,11 +279,33 @@ import Testing
         // Only whole pages go: the file's last, partial page stays.
         try #require(fileSize(activePath) == oldSize && WriteQueueTests.allocatedBytes(activePath) <= holeStart + 4096, "the old contents' blocks are gone")
         let filler = Self.fillCompletely(filesystem.path)
+        // The round that voids the append is held before it answers: until it has, the log refuses new
+        // appends, which would otherwise take the voided offsets ahead of the voided append's retry.
+        try log.flush()
+        let settleDeadline = ContinuousClock.now + .seconds(60)
+        while !log.flusherQuiescentForTesting && ContinuousClock.now < settleDeadline { Thread.sleep(forTimeInterval: 0.01) }
+        try #require(log.flusherQuiescentForTesting, "the flusher did not settle within a minute")
+        let arrived = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+        log.fsyncHookForTesting = {
+            arrived.signal()
+            release.wait()
+        }
 
         let outcomes = WriteQueueTests.Outcomes()
         var refused: [StoredBatch] = []
         let voided = try WriteQueueTests.appendAwaitingDurability(
             log, randomRecords(count: 8, valueBytes: 1000...1000, using: &generator), into: &refused, outcomes: outcomes)
+        #expect(arrived.wait(timeout: .now() + 60) == .success, "the flusher's round never came")
+        let meanwhile = try makeBatch(randomRecords(count: 1, using: &generator))
+        do throws(LogError) {
+            _ = try log.append(meanwhile)
+            Issue.record("an append was taken before the voided one was answered")
+        } catch {
+            #expect(Self.isDiskFull(error), "expected diskFull, got \(error)")
+        }
+        log.fsyncHookForTesting = nil
+        release.signal()
         #expect(outcomes.wait(), "the voided append's waiter was never answered")
         let results = outcomes.all
         #expect(results.count == 1)
