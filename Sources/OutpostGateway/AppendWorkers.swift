@@ -103,7 +103,8 @@ final class AppendWorkers: @unchecked Sendable {
         }
     }
 
-    /// Drains, then stops the threads.
+    /// Drains, then stops the threads: after it returns no worker appends any more (a batch the log voids
+    /// from now on fails instead of coming back).
     func stop() {
         drain()
         for worker in workers {
@@ -112,6 +113,8 @@ final class AppendWorkers: @unchecked Sendable {
             worker.condition.broadcast()
             worker.condition.unlock()
         }
+        // A voided batch put back between the drain and `stopping` is appended still, before the logs close.
+        drain()
     }
 
     private func run(_ worker: Worker) {
@@ -133,25 +136,32 @@ final class AppendWorkers: @unchecked Sendable {
             worker.busy = true
             worker.condition.unlock()
 
-            if batch.voidedAttempts > 0 {
-                // The disk could not take it a moment ago: give it time, as an append refused at once gets.
-                let delay = min(Self.diskFullRetryMilliseconds.initial << min(batch.voidedAttempts - 1, 16), Self.diskFullRetryMilliseconds.maximum)
+            if batch.voidedAttempts > 1 {
+                // Voided again: give the disk time, as an append refused at once gets. (The first retry goes
+                // at once: the failed write's cut often left the room it needs.)
+                let delay = min(Self.diskFullRetryMilliseconds.initial << min(batch.voidedAttempts - 2, 16), Self.diskFullRetryMilliseconds.maximum)
                 Thread.sleep(forTimeInterval: Double(delay) / 1000)
             }
-            appendWithRetry(batch, compressor: compressor)
+            let done = appendWithRetry(batch, compressor: compressor, worker: worker)
 
             worker.condition.lock()
             worker.busy = false
+            // Not done: voided batches of its partition came back meanwhile, and go first (they hold its
+            // earlier points). It keeps its place in the queue count.
+            if !done { worker.queue.prepend(batch) }
             worker.condition.broadcast()
             worker.condition.unlock()
-            adjustQueued(by: -1)
+            if done { adjustQueued(by: -1) }
         }
     }
 
     /// Compresses and appends one batch. A full disk is retried with backoff — the queue fills, the gate
     /// closes and the listeners push back — rather than dropping what listeners already took in. Other
-    /// errors fail the batch: its waiters are told, and its points are counted as storage errors.
-    private func appendWithRetry(_ pending: PendingBatch, compressor: GzipCompressor?) {
+    /// errors fail the batch: its waiters are told, and its points are counted as storage errors. Returns
+    /// false, leaving the batch to the caller, when between two tries batches of its partition that the log
+    /// had voided came back to the worker: they are appended first, so the partition keeps its order (the log
+    /// refuses appends until it has answered the ones it voided).
+    private func appendWithRetry(_ pending: PendingBatch, compressor: GzipCompressor?, worker: Worker) -> Bool {
         var builder = pending.builder
         let uncompressed = builder.uncompressedRecordBytes
         let recordCount = Int(builder.recordCount)
@@ -160,7 +170,7 @@ final class AppendWorkers: @unchecked Sendable {
             bytes = try builder.build(compression: compressor == nil ? .none : compression, compressor: compressor)
         } catch {
             fail(pending, error: .invalidBatch(error), recordCount: recordCount)
-            return
+            return true
         }
         let log = logs[pending.partition]
         // Within the disk budget first: blocks (back-pressure) or drops the oldest, per the overflow policy.
@@ -177,7 +187,7 @@ final class AppendWorkers: @unchecked Sendable {
                 metrics.batchRecords.record(recordCount)
                 if !bytes.isEmpty { metrics.compressionRatio.record(Double(uncompressed) / Double(bytes.count)) }
                 if loggedDiskFull { logger.notice("disk space is back; appends resumed", metadata: ["partition": "\(pending.partition)"]) }
-                return
+                return true
             } catch {
                 if case .diskFull = error {
                     metrics.storageErrors.increment()
@@ -191,10 +201,14 @@ final class AppendWorkers: @unchecked Sendable {
                     log.enforceRetention()
                     Thread.sleep(forTimeInterval: Double(delay) / 1000)
                     delay = min(delay * 2, Self.diskFullRetryMilliseconds.maximum)
+                    worker.condition.lock()
+                    let voidedCameBack = worker.retries.contains { $0.partition == pending.partition }
+                    worker.condition.unlock()
+                    if voidedCameBack { return false }
                     continue
                 }
                 fail(pending, error: error, recordCount: recordCount)
-                return
+                return true
             }
         }
     }
@@ -233,10 +247,10 @@ final class AppendWorkers: @unchecked Sendable {
             worker.condition.unlock()
             return false
         }
+        adjustQueued(by: 1)  // before the worker can take it (and count it out)
         worker.retries.append(retry)
         worker.condition.signal()
         worker.condition.unlock()
-        adjustQueued(by: 1)
         countLock.lock()
         voidedRetries += 1
         countLock.unlock()
