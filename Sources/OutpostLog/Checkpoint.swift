@@ -47,8 +47,9 @@ struct Checkpoint: Hashable, Sendable {
         return Array(text.utf8)
     }
 
-    /// Parses a checkpoint; unknown or malformed lines are skipped (the file only speeds recovery up and
-    /// records gaps; losing it costs a longer scan, never data).
+    /// Parses a checkpoint; unknown or malformed lines are skipped (the file speeds recovery up and
+    /// repeats the declared gaps, which are also in `declaredGapsFileName`: losing it costs a longer scan,
+    /// never data).
     static func decode(_ bytes: [UInt8]) -> Checkpoint {
         var checkpoint = Checkpoint()
         for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
@@ -88,6 +89,35 @@ struct Checkpoint: Hashable, Sendable {
 
     func write(directory: String) throws(LogError) {
         try Directory.writeAtomically(encoded(), to: directory + "/" + Self.fileName, directory: directory)
+    }
+
+    /// The offset gaps a salvage declared, kept apart from the checkpoint as well: the checkpoint is
+    /// rewritten all the time and may be lost, and without the gaps recovery would take a declared gap for
+    /// a lost tail and delete every segment after it. Written once, by salvage; `gap A B` lines.
+    static let declaredGapsFileName = "declared-gaps"
+
+    static func writeDeclaredGaps(_ gaps: [ClosedRange<Int64>], directory: String) throws(LogError) {
+        let text = gaps.map { "gap \($0.lowerBound) \($0.upperBound)\n" }.joined()
+        try Directory.writeAtomically(Array(text.utf8), to: directory + "/" + declaredGapsFileName, directory: directory)
+    }
+
+    /// The checkpoint (an empty one if there is none) with the declared-gaps file's gaps added: what
+    /// recovery and verification go by.
+    static func readWithDeclaredGaps(directory: String) -> Checkpoint {
+        var checkpoint = read(directory: directory) ?? Checkpoint()
+        for gap in readDeclaredGaps(directory: directory) where !checkpoint.gaps.contains(gap) {
+            checkpoint.gaps.append(gap)
+        }
+        return checkpoint
+    }
+
+    /// The gaps in the declared-gaps file (none if it is missing, unreadable or implausibly large).
+    static func readDeclaredGaps(directory: String) -> [ClosedRange<Int64>] {
+        let path = directory + "/" + declaredGapsFileName
+        guard Directory.exists(path), let file = try? SegmentFile(path: path, create: false),
+            let size = try? file.size(), size <= bytesMax, let bytes = try? file.read(size, at: 0)
+        else { return [] }
+        return decode(bytes).gaps
     }
 
     /// Whether a batch may start at `baseOffset` when `expected` was due: equal, or a declared gap

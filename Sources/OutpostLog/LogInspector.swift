@@ -38,7 +38,7 @@ public enum LogInspector {
         var check = PartitionCheck(directory: directory)
         let files = try segmentFiles(in: directory)
         check.segmentCount = files.count
-        let checkpoint = Checkpoint.read(directory: directory) ?? Checkpoint()
+        let checkpoint = Checkpoint.readWithDeclaredGaps(directory: directory)
         var expectedNext: Offset?
         for (base, path) in files {
             let file = try SegmentFile(path: path, create: false)
@@ -263,6 +263,7 @@ public enum LogInspector {
         checkpoint.gaps = report.lostRegions.compactMap(\.offsets)
         for (base, _) in files { checkpoint.segments[base] = Checkpoint.SegmentEntry(createdMilliseconds: createdMilliseconds) }
         try checkpoint.write(directory: destination)
+        if !checkpoint.gaps.isEmpty { try Checkpoint.writeDeclaredGaps(checkpoint.gaps, directory: destination) }
         return report
     }
 }

@@ -66,7 +66,8 @@ struct LogLoader {
         }
 
         // Pass 2: checkpoint.
-        var checkpoint = Checkpoint.read(directory: directory) ?? Checkpoint()
+        // With a salvage's gaps, also kept in a file of their own in case the checkpoint was lost.
+        var checkpoint = Checkpoint.readWithDeclaredGaps(directory: directory)
         let recoveryPoint = checkpoint.recoveryPoint
 
         // Passes 3 and 4: segment by segment.

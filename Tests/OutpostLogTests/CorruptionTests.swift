@@ -441,6 +441,33 @@ import Testing
         #expect(next > damaged.lastOffset)
     }
 
+    /// The gaps a salvage declares are what lets the salvaged log open with them: kept only in the
+    /// checkpoint, a lost checkpoint made the next open take the gap for a lost tail and delete every
+    /// segment after it (found by the file fuzz's review). They are also in a file of their own now.
+    @Test func aSalvagedLogKeepsItsDeclaredGapsWhenItsCheckpointIsLost() throws {
+        let directory = try ScratchDirectory()
+        let (model, bases, configuration) = try Self.closedLogWithSmallSegments(directory.path)
+        try #require(bases.count >= 4)
+        let segment = layout(model, bases: bases)[1]
+        let (damagedPosition, damaged) = segment.batches.last!
+        let path = directory.path + "/" + SegmentNames.log(segment.base)
+        var bytes = try fileBytes(path)
+        bytes[damagedPosition + RecordBatchLayout.headerSize + 2] ^= 0x40
+        try writeFile(path, bytes)
+        let salvaged = directory.sub("salvaged")
+        let report = try LogInspector.salvage(partitionDirectory: directory.path, into: salvaged)
+        try #require(report.lostRegions.count == 1)
+
+        try FileManager.default.removeItem(atPath: salvaged + "/" + Checkpoint.fileName)
+        let check = try LogInspector.verify(partitionDirectory: salvaged)
+        #expect(check.isIntact, "\(check.problems)")
+        let reopened = try PartitionLog.open(directory: salvaged, configuration: configuration)
+        defer { try? reopened.close() }
+        #expect(reopened.recoveryReport.deletedSegments.isEmpty, "segments after the gap deleted: \(reopened.recoveryReport.deletedSegments)")
+        #expect(reopened.recoveryReport.truncatedBytes == 0)
+        #expect(try readEverything(reopened) == model.filter { $0.baseOffset != damaged.baseOffset }.map(\.bytes))
+    }
+
     /// baseOffset lies outside the CRC, so a damaged file can hold any value there, and one near the end of
     /// the offset range made the batch's last offset overflow: salvage and dump trapped (found by fuzzing).
     /// Verify, salvage and open now report the batch as out of place, and dump shows it.
