@@ -68,7 +68,9 @@ struct LogLoader {
         // Pass 2: checkpoint.
         // With a salvage's gaps, also kept in a file of their own in case the checkpoint was lost.
         var checkpoint = Checkpoint.readWithDeclaredGaps(directory: directory)
-        let recoveryPoint = checkpoint.recoveryPoint
+        // The recovery point is the end of the sealed segments, never past the last segment's base: a
+        // damaged checkpoint's larger value would have every segment trusted without a scan, and be kept.
+        let recoveryPoint = min(checkpoint.recoveryPoint, bases.last ?? 0)
 
         // Passes 3 and 4: segment by segment.
         var segments: [Segment] = []

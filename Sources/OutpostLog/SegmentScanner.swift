@@ -57,6 +57,11 @@ struct SegmentScanner {
             if position + total > chunkStart + chunk.count {
                 chunkStart = position
                 chunk = try file.read(max(Self.chunkBytes, total), at: position)
+                // Fewer bytes than the size said: the file shrank while being scanned (another process
+                // cut it). Stop here rather than read the same short chunk for ever.
+                guard chunk.count >= total else {
+                    return Outcome(validEnd: position, batchCount: count, stopReason: "torn batch: \(total) bytes declared, \(chunk.count) readable", fileSize: fileSize)
+                }
                 continue
             }
             if verifyChecksums {

@@ -441,6 +441,24 @@ import Testing
         #expect(next > damaged.lastOffset)
     }
 
+    /// The recovery point (sealed segments below it are trusted as fsynced) is at most the last segment's
+    /// base. A damaged checkpoint's larger one was kept and written back, so after later rolls and a crash
+    /// segments never fsynced would have been trusted without a scan.
+    @Test func aRecoveryPointPastTheLogIsNotBelieved() throws {
+        let directory = try ScratchDirectory()
+        let (model, bases, configuration) = try Self.closedLogWithSmallSegments(directory.path)
+        let path = directory.path + "/" + Checkpoint.fileName
+        var text = String(decoding: try fileBytes(path), as: UTF8.self)
+        text = text.split(separator: "\n").map { $0.hasPrefix("recovery-point ") ? "recovery-point 1000000000000" : String($0) }.joined(separator: "\n") + "\n"
+        try writeFile(path, Array(text.utf8))
+        let reopened = try PartitionLog.open(directory: directory.path, configuration: configuration)
+        #expect(reopened.recoveryReport.recoveryPoint <= bases.last!, "recovery point \(reopened.recoveryReport.recoveryPoint)")
+        #expect(try readEverything(reopened) == model.map(\.bytes))
+        try reopened.close()
+        let written = Checkpoint.read(directory: directory.path)
+        #expect(written.map { $0.recoveryPoint <= bases.last! } == true, "the checkpoint kept \(String(describing: written?.recoveryPoint))")
+    }
+
     /// The gaps a salvage declares are what lets the salvaged log open with them: kept only in the
     /// checkpoint, a lost checkpoint made the next open take the gap for a lost tail and delete every
     /// segment after it (found by the file fuzz's review). They are also in a file of their own now.
