@@ -34,6 +34,9 @@ struct SegmentIndexes: Sendable {
     /// added with an offset entry when the running maximum timestamp has grown since the last one.
     mutating func note(batchAt position: Int, relativeOffset: UInt32, size: Int, maxTimestamp: Int64, intervalBytes: Int) {
         runningMaxTimestamp = max(runningMaxTimestamp, maxTimestamp)
+        // Entries hold 32-bit positions. The log's own segments end below 2 GiB (`segmentBytesMax`); a
+        // larger file found on disk is indexed up to 4 GiB only (lookups past it scan from the last entry).
+        guard position <= Int(UInt32.max) else { return }
         if offsets.isEmpty || bytesSinceLastEntry >= intervalBytes {
             offsets.append(OffsetIndexEntry(relativeOffset: relativeOffset, position: UInt32(position)))
             bytesSinceLastEntry = 0

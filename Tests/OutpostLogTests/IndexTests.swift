@@ -52,6 +52,16 @@ import Testing
         #expect(wrong.isEmpty, "\(wrong.count) wrong reads, e.g. \(wrong.prefix(5))", sourceLocation: sourceLocation)
     }
 
+    /// Index entries hold 32-bit positions: a batch past 4 GiB in a file found on disk (the log's own
+    /// segments stay under 2 GiB) gets no entry, where the conversion trapped.
+    @Test func aBatchPastFourGiBGetsNoIndexEntryInsteadOfATrap() {
+        var indexes = SegmentIndexes()
+        indexes.note(batchAt: 0, relativeOffset: 0, size: 100, maxTimestamp: 1, intervalBytes: 4096)
+        indexes.note(batchAt: (4 << 30) + 100, relativeOffset: 7, size: 100, maxTimestamp: 2, intervalBytes: 1)
+        #expect(indexes.offsets.map(\.relativeOffset) == [0])
+        #expect(indexes.offsets.allSatisfy { Int($0.position) < 4 << 30 })
+    }
+
     @Test func offsetForTimestampFindsTheFirstOffsetAtOrAfterIt() throws {
         let directory = try ScratchDirectory()
         let (log, built) = try Self.makeLog(directory)
