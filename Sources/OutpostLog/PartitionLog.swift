@@ -1171,8 +1171,13 @@ public final class PartitionLog: @unchecked Sendable {
         let first = segmentIndex(containing: offset)
         let startPosition = segments[first].indexes.position(atOrBefore: segments[first].relativeOffset(offset))
         let snapshot = segments[first...].map { (segment: $0, size: $0.size, corruptFrom: $0.corruptFrom) }
+        let declaredGaps = checkpoint  // only its gaps are used: where offsets may jump
         lock.unlock()
 
+        // Offsets run on from batch to batch (across segments too) except over a declared gap. baseOffset
+        // lies outside the CRC, so damage there passes every other check: a value out of place is damage,
+        // which a read reports instead of ending early or skipping batches without a word.
+        var expected: Offset?
         var header = [UInt8]()
         header.reserveCapacity(RecordBatchLayout.headerSize)
         for (index, entry) in snapshot.enumerated() {
@@ -1194,6 +1199,7 @@ public final class PartitionLog: @unchecked Sendable {
                     if !plausible || Offset(parsed?.baseOffset ?? Int64.max) > offset {
                         logger.warning("offset index entry disagrees with the data; scanning the segment", metadata: ["path": "\(entry.segment.logPath)", "position": "\(position)"])
                         position = 0
+                        expected = nil
                         continue
                     }
                 }
@@ -1203,6 +1209,15 @@ public final class PartitionLog: @unchecked Sendable {
                     if result.batchCount > 0 { return result }
                     throw .corruptSegment(path: entry.segment.logPath, position: position, reason: "unreadable batch header")
                 }
+                let outOfPlace = Offset(batch.baseOffset) >= end
+                    || expected.map { !declaredGaps.allowsDiscontinuity(from: $0.rawValue, to: batch.baseOffset) } ?? false
+                if outOfPlace {
+                    if result.batchCount > 0 { return result }
+                    throw .corruptSegment(
+                        path: entry.segment.logPath, position: position,
+                        reason: "batch offset \(batch.baseOffset) out of place (\(expected.map { "\($0) expected" } ?? "log end \(end)"))")
+                }
+                expected = Offset(batch.nextOffset)
                 if Offset(batch.baseOffset) >= bound { return result }
                 if Offset(batch.lastOffset) < offset {
                     position += batch.totalSize
