@@ -301,7 +301,7 @@ public final class PartitionLog: @unchecked Sendable {
     /// however late the flusher's thread runs.
     var gatherWindowMaxForTesting: Duration {
         get { locked { .nanoseconds(gatherWindowMaxNanoseconds) } }
-        set { locked { gatherWindowMaxNanoseconds = UInt64(newValue.components.seconds) * 1_000_000_000 + UInt64(newValue.components.attoseconds / 1_000_000_000) } }
+        set { locked { gatherWindowMaxNanoseconds = UInt64(newValue / .nanoseconds(1)) } }
     }
 
     public func currentStatistics() -> LogStatistics {
@@ -486,7 +486,7 @@ public final class PartitionLog: @unchecked Sendable {
         // Wake the flusher: under `always` to fsync now, under `interval` to start its timer (it sleeps
         // untimed while the log is clean). While it gathers a group it wakes itself once the group is
         // complete or its deadline passes: waking it on every append costs the appenders CPU.
-        if !flusherGathering || appendsSinceSynchronize >= groupTarget || (queueing && writeQueue.count == earlyWriteAppends) {
+        if !flusherGathering || appendsSinceSynchronize >= groupTarget || (queueing && !wroteEarlyThisRound && writeQueue.count == earlyWriteAppends) {
             lock.broadcast()
         }
         return (result, writeback)
@@ -529,7 +529,7 @@ public final class PartitionLog: @unchecked Sendable {
         }
         guard !writeQueue.isEmpty else { return }
         if let failure { throw failure }
-        try writeQueuedAppends(count: writeQueue.count, releasingLock: false)
+        try writeQueuedAppends(releasingLock: false)
     }
 
     /// While the flusher gathers its group (lock held): writes the appends queued so far with the lock
@@ -537,16 +537,17 @@ public final class PartitionLog: @unchecked Sendable {
     /// it; appenders go on queueing meanwhile. A failure is handled as in `writeQueueLocked`.
     private func writeQueueHeadEarly() {
         guard !writeQueue.isEmpty, !writeQueueHeadInFlight, failure == nil else { return }
-        try? writeQueuedAppends(count: writeQueue.count, releasingLock: true)
+        try? writeQueuedAppends(releasingLock: true)
     }
 
-    /// Writes the first `count` queued appends at the active segment's end and accounts for them (lock
-    /// held on entry and return; released during the write when `releasingLock`, with
-    /// `writeQueueHeadInFlight` set so that nothing else writes to the file or changes the active segment).
-    private func writeQueuedAppends(count: Int, releasingLock: Bool) throws(LogError) {
+    /// Writes the queued appends at the active segment's end and accounts for them (lock held on entry and
+    /// return; released during the write when `releasingLock`, with `writeQueueHeadInFlight` set so that
+    /// nothing else writes to the file or changes the active segment, while appenders queue more behind).
+    private func writeQueuedAppends(releasingLock: Bool) throws(LogError) {
         let active = segments[segments.count - 1]
         let writePosition = active.size
-        let queued = Array(writeQueue.prefix(count))
+        let count = writeQueue.count
+        let queued = writeQueue
         let bytes = queued.reduce(0) { $0 + $1.bytes.count }
         let padding = active.padding(after: writePosition + bytes)
         var outcome: LogError?

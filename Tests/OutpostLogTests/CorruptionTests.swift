@@ -410,9 +410,12 @@ import Testing
     /// Damage at the tail of a sealed segment (no valid batch after it in the file) loses the offsets up to
     /// the next segment: salvage declares them, so the salvaged log opens clean and reads step over them.
     /// It once declared nothing there, and the salvaged log opened with a corrupt sealed segment.
-    @Test func salvageOfTailDamageInASealedSegmentOpensClean() throws {
-        let directory = try ScratchDirectory()
-        let (model, bases, configuration) = try Self.closedLogWithSmallSegments(directory.path)
+    /// A closed log whose second segment's last batch is damaged (no valid batch after it in the file),
+    /// salvaged into `salvaged`.
+    static func salvagedLogWithTailDamage(_ directory: ScratchDirectory) throws -> (
+        model: [StoredBatch], configuration: LogConfiguration, damaged: StoredBatch, salvaged: String, report: LogInspector.SalvageReport
+    ) {
+        let (model, bases, configuration) = try closedLogWithSmallSegments(directory.path)
         try #require(bases.count >= 4)
         let segment = layout(model, bases: bases)[1]
         let (damagedPosition, damaged) = segment.batches.last!
@@ -420,9 +423,14 @@ import Testing
         var bytes = try fileBytes(path)
         bytes[damagedPosition + RecordBatchLayout.headerSize + 2] ^= 0x40
         try writeFile(path, bytes)
-
         let salvaged = directory.sub("salvaged")
         let report = try LogInspector.salvage(partitionDirectory: directory.path, into: salvaged)
+        return (model, configuration, damaged, salvaged, report)
+    }
+
+    @Test func salvageOfTailDamageInASealedSegmentOpensClean() throws {
+        let directory = try ScratchDirectory()
+        let (_, configuration, damaged, salvaged, report) = try Self.salvagedLogWithTailDamage(directory)
         #expect(report.lostRegions.count == 1)
         #expect(report.lostRegions.first?.offsets == damaged.baseOffset.rawValue...damaged.lastOffset.rawValue,
                 "lost region declared as \(String(describing: report.lostRegions.first?.offsets))")
@@ -512,16 +520,7 @@ import Testing
     /// segment after it (found by the file fuzz's review). They are also in a file of their own now.
     @Test func aSalvagedLogKeepsItsDeclaredGapsWhenItsCheckpointIsLost() throws {
         let directory = try ScratchDirectory()
-        let (model, bases, configuration) = try Self.closedLogWithSmallSegments(directory.path)
-        try #require(bases.count >= 4)
-        let segment = layout(model, bases: bases)[1]
-        let (damagedPosition, damaged) = segment.batches.last!
-        let path = directory.path + "/" + SegmentNames.log(segment.base)
-        var bytes = try fileBytes(path)
-        bytes[damagedPosition + RecordBatchLayout.headerSize + 2] ^= 0x40
-        try writeFile(path, bytes)
-        let salvaged = directory.sub("salvaged")
-        let report = try LogInspector.salvage(partitionDirectory: directory.path, into: salvaged)
+        let (model, configuration, damaged, salvaged, report) = try Self.salvagedLogWithTailDamage(directory)
         try #require(report.lostRegions.count == 1)
 
         try FileManager.default.removeItem(atPath: salvaged + "/" + Checkpoint.fileName)

@@ -301,12 +301,7 @@ import Testing
             #expect(try readEverything(log) == model.map(\.bytes))
             try log.close()
         }
-        let check = try LogInspector.verify(partitionDirectory: directory.path)
-        #expect(check.isIntact, "\(check.problems)")
-        let reopened = try PartitionLog.open(directory: directory.path, configuration: configuration)
-        #expect(reopened.recoveryReport.truncatedBytes == 0)
-        #expect(try readEverything(reopened) == model.map(\.bytes))
-        try reopened.close()
+        try reopenExpectingIntact(directory.path, configuration, holding: model.map(\.bytes)).close()
     }
 
     @Test func queuedAppendsAreReadableBeforeTheFlusherWritesThem() throws {
