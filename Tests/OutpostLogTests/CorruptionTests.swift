@@ -474,38 +474,27 @@ import Testing
     @Test(arguments: [Int64(1) << 50, 0])
     func aDamagedBaseOffsetIsReportedByReadsNotSkipped(damagedValue: Int64) throws {
         let directory = try ScratchDirectory()
-        let configuration = LogConfiguration.testing(segmentBytesMax: 4096, indexIntervalBytes: 256)
-        do {
-            let log = try PartitionLog.open(directory: directory.path, configuration: configuration)
-            var generator = SplitMix64(seed: 78)
-            _ = try buildLog(log, batches: 80, using: &generator)
-            try log.close()
-        }
-        let log = try PartitionLog.open(directory: directory.path, configuration: configuration)
-        let model = try readEverything(log).map { try RecordBatchHeader(bytes: $0) }
-        try log.close()
-        let bases = try segmentBases(directory.path)
-        try #require(bases.count >= 4)
+        let (_, segments, configuration) = try FileFuzzTests.closedLogWithDenseIndexes(directory.path)
+        try #require(segments.count >= 4)
         // The third batch of the second segment, well before its last index entry.
-        let segmentBatches = model.filter { $0.baseOffset >= bases[1].rawValue && $0.baseOffset < bases[2].rawValue }
-        try #require(segmentBatches.count >= 6)
-        let damaged = segmentBatches[2]
-        let previous = segmentBatches[1]
-        let position = segmentBatches.prefix(2).reduce(0) { $0 + $1.totalSize }
-        let path = directory.path + "/" + SegmentNames.log(bases[1])
+        let sealed = segments[1]
+        try #require(sealed.batches.count >= 6)
+        let (position, damaged) = sealed.batches[2]
+        let previous = sealed.batches[1].batch
+        let path = directory.path + "/" + SegmentNames.log(sealed.base)
         var bytes = try fileBytes(path)
-        withUnsafeBytes(of: damagedValue.bigEndian) { for (index, byte) in $0.enumerated() { bytes[position + index] = byte } }
+        bytes.replaceSubrange(position..<(position + 8), with: withUnsafeBytes(of: damagedValue.bigEndian) { Array($0) })
         try writeFile(path, bytes)
 
         let reopened = try PartitionLog.open(directory: directory.path, configuration: configuration)
         defer { try? reopened.close() }
         // Reading across it returns what lies before it and never what lies after it.
-        if let across = try? reopened.read(from: Offset(previous.baseOffset), maxBytes: 1 << 20) {
-            #expect(across.nextOffset <= Offset(damaged.baseOffset), "a read stepped over the damaged batch to \(across.nextOffset)")
+        if let across = try? reopened.read(from: previous.baseOffset, maxBytes: 1 << 20) {
+            #expect(across.nextOffset <= damaged.baseOffset, "a read stepped over the damaged batch to \(across.nextOffset)")
         }
         // Reading from it reports it.
         do throws(LogError) {
-            let result = try reopened.read(from: Offset(damaged.baseOffset), maxBytes: 1 << 20)
+            let result = try reopened.read(from: damaged.baseOffset, maxBytes: 1 << 20)
             Issue.record("a read of the damaged batch answered \(result.batchCount) batches up to \(result.nextOffset)")
         } catch {
             guard case .corruptSegment = error else {
