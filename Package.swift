@@ -108,7 +108,9 @@ let package = Package(
         ),
 
         .testTarget(name: "OutpostCoreTests", dependencies: ["OutpostCore"], swiftSettings: swiftSettings),
-        .testTarget(name: "OutpostLogTests", dependencies: ["OutpostLog"], swiftSettings: swiftSettings),
+        // What the disk-full tests of several targets share (a small tmpfs); not part of the product.
+        .target(name: "OutpostTestSupport", path: "Tests/OutpostTestSupport", swiftSettings: swiftSettings),
+        .testTarget(name: "OutpostLogTests", dependencies: ["OutpostLog", "OutpostTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "OutpostMQTTTests", dependencies: ["OutpostMQTT"], swiftSettings: swiftSettings),
         .testTarget(
             name: "OutpostOperationsTests", dependencies: ["OutpostOperations", .nioPosix, .metrics, .product(name: "Prometheus", package: "swift-prometheus")],
@@ -118,7 +120,9 @@ let package = Package(
             dependencies: ["OutpostKafka", "OutpostCore", .nioCore, .nioPosix, .product(name: "NIOTestUtils", package: "swift-nio")],
             swiftSettings: swiftSettings),
         .testTarget(name: "OutpostBrokerTests", dependencies: ["OutpostBroker", "OutpostKafka", "OutpostLog", .nioCore, .nioPosix], swiftSettings: swiftSettings),
-        .testTarget(name: "OutpostGatewayTests", dependencies: ["OutpostGateway", "OutpostLog", "OutpostCore", .nioCore, .nioPosix], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "OutpostGatewayTests", dependencies: ["OutpostGateway", "OutpostLog", "OutpostCore", "OutpostTestSupport", .nioCore, .nioPosix],
+            swiftSettings: swiftSettings),
         .testTarget(name: "OutpostSimulatorTests", dependencies: ["OutpostSimulator", "OutpostLog", "OutpostCore"], swiftSettings: swiftSettings),
         // Multi-process and interop tests: real clients, real processes, the built `outpost` binary.
         .testTarget(

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import OutpostCore
+import OutpostTestSupport
 import Testing
 
 @testable import OutpostGateway
@@ -12,15 +13,9 @@ import Testing
 /// MQTT had acknowledged and TCP/UDP senders cannot resend.
 @Suite(.serialized) struct VoidedBatchRetryTests {
     @Test func aBatchTheLogVoidsForAFullDiskIsAppendedAgain() throws {
-        let mountPoint = NSTemporaryDirectory() + "outpost-tmpfs-voided-\(UUID().uuidString.prefix(8))"
-        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
-        let (status, output) = Self.run("mount", ["-t", "tmpfs", "-o", "size=2m", "tmpfs", mountPoint])
-        try #require(status == 0, "could not mount a 2 MiB tmpfs at \(mountPoint) (\(output)); this test needs root and tmpfs")
-        defer {
-            if Self.run("umount", [mountPoint]).status != 0 { _ = Self.run("umount", ["-l", mountPoint]) }
-            try? FileManager.default.removeItem(atPath: mountPoint)
-        }
-        let directory = mountPoint + "/log"
+        let filesystem = try SmallFilesystem(size: "2m")
+        defer { filesystem.unmount() }
+        let directory = filesystem.path + "/log"
         var configuration = LogConfiguration()
         configuration.segmentBytesMax = 65_536
         configuration.retentionBytes = 131_072
@@ -63,7 +58,7 @@ import Testing
         let holeStart = (batchesEnd / 4096 + 1) * 4096
         try #require(activeSize > holeStart + 16_384, "the recycled file has old contents past its batches")
         try SegmentFile(path: activePath, create: false).releaseSpace(activeSize - holeStart, at: holeStart)
-        let filler = Self.fillCompletely(mountPoint)
+        let filler = filesystem.fillCompletely()
 
         let metrics = GatewayMetrics()
         var logger = Logger(label: "outpost.test")
@@ -113,32 +108,6 @@ import Testing
             Thread.sleep(forTimeInterval: 0.01)
         }
         return condition()
-    }
-
-    /// Writes one file until the file system refuses even 512 bytes more; returns its path.
-    static func fillCompletely(_ directory: String) -> String {
-        let path = directory + "/filler"
-        let descriptor = open(path, O_RDWR | O_CREAT, 0o644)
-        defer { close(descriptor) }
-        var position = 0
-        for chunk in [64 << 10, 4096, 512] {
-            let bytes = [UInt8](repeating: 0xAB, count: chunk)
-            while bytes.withUnsafeBytes({ pwrite(descriptor, $0.baseAddress, chunk, off_t(position)) }) == chunk { position += chunk }
-        }
-        return path
-    }
-
-    static func run(_ tool: String, _ arguments: [String]) -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [tool] + arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        do { try process.run() } catch { return (-1, "\(error)") }
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: output, as: UTF8.self))
     }
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import OutpostCore
+import OutpostTestSupport
 import Testing
 
 @testable import OutpostLog
@@ -7,53 +8,12 @@ import Testing
 /// A full disk (ENOSPC) on a real 1 MiB tmpfs: the append fails with `.diskFull`, nothing partial stays,
 /// the log stays readable and verifiable, and appends succeed again once space returns.
 @Suite(.serialized) struct DiskFullTests {
-    /// A 1 MiB tmpfs mounted for one test. The tests run as root; without the mount they fail, plainly.
-    final class SmallFilesystem {
-        let path: String
-        private var mounted = false
-
-        init(size: String = "1m", _ name: String = #function) throws {
-            path = NSTemporaryDirectory() + "outpost-tmpfs-\(name.filter(\.isLetter).prefix(30))-\(UUID().uuidString.prefix(8))"
-            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-            let (status, output) = Self.run("mount", ["-t", "tmpfs", "-o", "size=\(size)", "tmpfs", path])
-            guard status == 0 else {
-                try? FileManager.default.removeItem(atPath: path)
-                Issue.record("could not mount a \(size) tmpfs at \(path) (mount exited \(status): \(output)); the disk-full tests need root and tmpfs")
-                throw CancellationError()
-            }
-            mounted = true
-        }
-
-        /// Unmounts (lazily if something still holds a file open) and removes the mount point.
-        func unmount() {
-            guard mounted else { return }
-            mounted = false
-            if Self.run("umount", [path]).status != 0 { _ = Self.run("umount", ["-l", path]) }
-            try? FileManager.default.removeItem(atPath: path)
-        }
-
-        deinit { unmount() }
-
-        /// Takes 256 KiB of the space with a file, so the log fills the rest; deleting the file is "space
-        /// returns". Returns its path.
-        func fillQuarter() throws -> String {
-            let filler = path + "/filler"
-            try writeFile(filler, Array(repeating: 0xAB, count: 256 << 10))
-            return filler
-        }
-
-        static func run(_ tool: String, _ arguments: [String]) -> (status: Int32, output: String) {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = [tool] + arguments
-            let pipe = Pipe()
-            process.standardOutput = pipe
-            process.standardError = pipe
-            do { try process.run() } catch { return (-1, "\(error)") }
-            let output = pipe.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            return (process.terminationStatus, String(decoding: output, as: UTF8.self))
-        }
+    /// The 256 KiB filler of a 1 MiB tmpfs (`SmallFilesystem`, shared with the gateway's tests), so the
+    /// log fills the rest; deleting the file is "space returns". Returns its path.
+    static func fillQuarter(_ filesystem: SmallFilesystem) throws -> String {
+        let filler = filesystem.path + "/filler"
+        try writeFile(filler, Array(repeating: 0xAB, count: 256 << 10))
+        return filler
     }
 
     /// Appends ~8 KiB batches until one fails; returns that error (nil if the bound was reached first).
@@ -79,7 +39,7 @@ import Testing
     @Test func appendsFailWithDiskFullLeaveNothingPartialAndResumeWhenSpaceReturns() throws {
         let filesystem = try SmallFilesystem()
         defer { filesystem.unmount() }
-        let filler = try filesystem.fillQuarter()
+        let filler = try Self.fillQuarter(filesystem)
         let directory = filesystem.path + "/log"
         let configuration = LogConfiguration.testing(fsync: .always)
         var generator = SplitMix64(seed: 71)
@@ -133,7 +93,7 @@ import Testing
     @Test func queuedAppendsFailWithDiskFullWhenAcceptedAndEveryAcceptedOneCommits() throws {
         let filesystem = try SmallFilesystem()
         defer { filesystem.unmount() }
-        let filler = try filesystem.fillQuarter()
+        let filler = try Self.fillQuarter(filesystem)
         let directory = filesystem.path + "/log"
         let configuration = LogConfiguration.testing(fsync: .always)
         var generator = SplitMix64(seed: 73)
@@ -233,19 +193,6 @@ import Testing
         try reopened.close()
     }
 
-    /// Writes into a file until the file system refuses: the disk is full to the last byte. Returns its path.
-    static func fillCompletely(_ directory: String) -> String {
-        let path = directory + "/filler"
-        let descriptor = open(path, O_RDWR | O_CREAT, 0o644)
-        defer { close(descriptor) }
-        var position = 0
-        for chunk in [64 << 10, 4096, 512] {
-            let bytes = [UInt8](repeating: 0xAB, count: chunk)
-            while bytes.withUnsafeBytes({ pwrite(descriptor, $0.baseAddress, chunk, off_t(position)) }) == chunk { position += chunk }
-        }
-        return path
-    }
-
     /// The space a queued append counted on may not be there when the flusher writes its group: a
     /// copy-on-write file system (btrfs) allocates anew when overwriting a recycled file's old contents,
     /// and blocks can go. Here the old contents past the recycled active segment's batches are punched out
@@ -278,7 +225,7 @@ import Testing
         try SegmentFile(path: activePath, create: false).releaseSpace(oldSize - holeStart, at: holeStart)
         // Only whole pages go: the file's last, partial page stays.
         try #require(fileSize(activePath) == oldSize && WriteQueueTests.allocatedBytes(activePath) <= holeStart + 4096, "the old contents' blocks are gone")
-        let filler = Self.fillCompletely(filesystem.path)
+        let filler = filesystem.fillCompletely()
         // The round that voids the append is held before it answers: until it has, the log refuses new
         // appends, which would otherwise take the voided offsets ahead of the voided append's retry.
         try log.flush()
