@@ -43,8 +43,13 @@ struct Checkpoint: Hashable, Sendable {
             if entry.recycled { text += " recycled" }
             text += "\n"
         }
-        for gap in gaps { text += "gap \(gap.lowerBound) \(gap.upperBound)\n" }
+        text += Self.gapLines(gaps)
         return Array(text.utf8)
+    }
+
+    /// `gap A B` lines, in the checkpoint and in the declared-gaps file.
+    private static func gapLines(_ gaps: [ClosedRange<Int64>]) -> String {
+        gaps.map { "gap \($0.lowerBound) \($0.upperBound)\n" }.joined()
     }
 
     /// Parses a checkpoint; unknown or malformed lines are skipped (the file speeds recovery up and
@@ -80,11 +85,15 @@ struct Checkpoint: Hashable, Sendable {
     }
 
     static func read(directory: String) -> Checkpoint? {
-        let path = directory + "/" + fileName
+        readBounded(directory + "/" + fileName).map(decode)
+    }
+
+    /// A file's bytes; nil if it is missing, unreadable or larger than any this log writes.
+    private static func readBounded(_ path: String) -> [UInt8]? {
         guard Directory.exists(path), let file = try? SegmentFile(path: path, create: false),
             let size = try? file.size(), size <= bytesMax, let bytes = try? file.read(size, at: 0)
         else { return nil }
-        return decode(bytes)
+        return bytes
     }
 
     func write(directory: String) throws(LogError) {
@@ -97,8 +106,7 @@ struct Checkpoint: Hashable, Sendable {
     static let declaredGapsFileName = "declared-gaps"
 
     static func writeDeclaredGaps(_ gaps: [ClosedRange<Int64>], directory: String) throws(LogError) {
-        let text = gaps.map { "gap \($0.lowerBound) \($0.upperBound)\n" }.joined()
-        try Directory.writeAtomically(Array(text.utf8), to: directory + "/" + declaredGapsFileName, directory: directory)
+        try Directory.writeAtomically(Array(gapLines(gaps).utf8), to: directory + "/" + declaredGapsFileName, directory: directory)
     }
 
     /// The checkpoint (an empty one if there is none) with the declared-gaps file's gaps added: what
@@ -113,11 +121,7 @@ struct Checkpoint: Hashable, Sendable {
 
     /// The gaps in the declared-gaps file (none if it is missing, unreadable or implausibly large).
     static func readDeclaredGaps(directory: String) -> [ClosedRange<Int64>] {
-        let path = directory + "/" + declaredGapsFileName
-        guard Directory.exists(path), let file = try? SegmentFile(path: path, create: false),
-            let size = try? file.size(), size <= bytesMax, let bytes = try? file.read(size, at: 0)
-        else { return [] }
-        return decode(bytes).gaps
+        readBounded(directory + "/" + declaredGapsFileName).map { decode($0).gaps } ?? []
     }
 
     /// Whether a batch may start at `baseOffset` when `expected` was due: equal, or a declared gap
