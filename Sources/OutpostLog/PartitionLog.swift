@@ -56,6 +56,9 @@ public struct RecoveryReport: Hashable, Sendable {
 public struct RetentionOutcome: Hashable, Sendable {
     public var deletedSegments: [Offset] = []
     public var deletedBytes = 0
+    /// Deleted segments that recovery had found damaged (see `RecoveryReport.corruptSealedSegments`): what
+    /// lay past their damage was never readable and is gone with them. Also logged as a warning.
+    public var deletedCorruptSegments: [CorruptSegment] = []
     public var logStartOffset: Offset = 0
 }
 
@@ -1447,6 +1450,11 @@ public final class PartitionLog: @unchecked Sendable {
             checkpoint.segments[segment.baseOffset] = nil
             outcome.deletedSegments.append(segment.baseOffset)
             outcome.deletedBytes += segment.size
+            if let damagedFrom = segment.corruptFrom {
+                let found = recoveryReport.corruptSealedSegments.first { $0.path == segment.logPath }
+                outcome.deletedCorruptSegments.append(
+                    CorruptSegment(path: segment.logPath, position: damagedFrom, reason: found?.reason ?? "damaged region found on open"))
+            }
             do { try retire(segment) } catch {
                 logger.error("could not retire a segment", metadata: ["path": "\(segment.logPath)", "error": "\(error)"])
             }
@@ -1466,6 +1474,12 @@ public final class PartitionLog: @unchecked Sendable {
                 "directory": "\(directory)", "segments": "\(outcome.deletedSegments.count)", "bytes": "\(outcome.deletedBytes)",
                 "log_start_offset": "\(outcome.logStartOffset)",
             ])
+            // Recovery kept these for salvage; retention's limits came first. Said apart, so it is not silent.
+            for corrupt in outcome.deletedCorruptSegments {
+                logger.warning("retention deleted a segment recovery had found damaged; what lay past the damage was never salvaged", metadata: [
+                    "path": "\(corrupt.path)", "damaged_from": "\(corrupt.position)", "reason": "\(corrupt.reason)",
+                ])
+            }
         }
         return outcome
     }

@@ -313,6 +313,34 @@ import Testing
                 "corrupt segment \(segment.base) deleted; \(lostAboveFloor.count) intact batches at offsets \(lostAboveFloor.first!.baseOffset)… above the floor \(damaged.baseOffset) went with it")
         #expect(log.logStartOffset <= damaged.baseOffset)
     }
+
+    /// Past its limits, with no floor holding it, retention deletes a corrupt sealed segment (one damaged
+    /// segment must not stop retention and fill the disk), but never silently: its outcome names it with
+    /// where the damage began, apart from the healthy segments deleted with it.
+    @Test func retentionThatDeletesACorruptSegmentSaysSo() throws {
+        let directory = try ScratchDirectory()
+        let (model, bases, configuration) = try CorruptionTests.closedLogWithSmallSegments(directory.path)
+        try #require(bases.count >= 4)
+        let segment = layout(model, bases: bases)[1]
+        try #require(segment.batches.count >= 2)
+        let damagedPosition = segment.batches[1].position
+        let path = directory.path + "/" + SegmentNames.log(segment.base)
+        var bytes = try fileBytes(path)
+        bytes[damagedPosition + RecordBatchLayout.headerSize + 2] ^= 0x40  // under the CRC
+        try writeFile(path, bytes)
+
+        var retaining = configuration
+        retaining.retentionBytes = 4096
+        let log = try PartitionLog.open(directory: directory.path, configuration: retaining)
+        defer { try? log.close() }
+        let reported = try #require(log.recoveryReport.corruptSealedSegments.first)
+        #expect(reported.path == path)
+        let outcome = log.enforceRetention()
+        #expect(outcome.deletedSegments.contains(segment.base))
+        #expect(outcome.deletedCorruptSegments == [reported])
+        // Healthy segments deleted with it are not named.
+        #expect(outcome.deletedSegments.count > outcome.deletedCorruptSegments.count)
+    }
 }
 
 @Suite struct DropOldestTests {
