@@ -56,7 +56,7 @@ import Testing
 @Suite struct OperationsServerTests {
     @Test func metricsAndHealthAreServed() async throws {
         let registry = PrometheusCollectorRegistry()
-        registry.makeCounter(name: "outpost_test_total").increment(by: Int64(3))
+        registry.makeCounter(descriptor: MetricNameDescriptor(namespace: "outpost", metricName: "test", unitName: "total", helpText: "A counter the test increments.")).increment(by: Int64(3))
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let healthy = HealthBox()
         let server = try await OperationsServer.start(
