@@ -1316,7 +1316,7 @@ public final class PartitionLog: @unchecked Sendable {
         }
         let first = segmentIndex(containing: start)
         let startPosition = segments[first].indexes.position(atOrBefore: segments[first].relativeOffset(start))
-        let snapshot = segments[first...].map { (segment: $0, size: min($0.size, $0.corruptFrom ?? Int.max)) }
+        let snapshot = segments[first...].map { (segment: $0, size: min($0.size, $0.corruptFrom ?? Int.max), corruptFrom: $0.corruptFrom) }
         lock.unlock()
         for (index, entry) in snapshot.enumerated() {
             var position = index == 0 ? startPosition : 0
@@ -1329,6 +1329,11 @@ public final class PartitionLog: @unchecked Sendable {
                 }
                 if Offset(header.lastOffset) >= start { try body(header) }
                 position += header.totalSize
+            }
+            // Damage open found ends the walk with an error, as it ends reads: going on to the next segment
+            // would hand the caller a history with a hole in it and no word of it.
+            if let corruptFrom = entry.corruptFrom {
+                throw LogError.corruptSegment(path: entry.segment.logPath, position: corruptFrom, reason: "damaged region found on open")
             }
         }
     }

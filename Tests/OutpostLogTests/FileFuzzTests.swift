@@ -336,6 +336,34 @@ import Testing
         #expect(headers == 2)
     }
 
+    /// Damage open found in a sealed segment (a CRC that fails below the recovery point) ends a header walk
+    /// with corruptSegment at the damage, after the headers before it: the walk went on silently to the
+    /// next segment, leaving a hole its caller could not see.
+    @Test func aHeaderWalkStopsWithAnErrorAtDamageFoundOnOpen() throws {
+        let directory = try ScratchDirectory()
+        let (model, bases, configuration) = try CorruptionTests.closedLogWithSmallSegments(directory.path)
+        let segments = layout(model, bases: bases)
+        let sealed = segments[1]
+        try #require(sealed.batches.count >= 3 && segments.count >= 3)
+        let damagedPosition = sealed.batches[2].position
+        let path = directory.path + "/" + SegmentNames.log(sealed.base)
+        var bytes = try fileBytes(path)
+        bytes[damagedPosition + RecordBatchLayout.headerSize + 2] ^= 0x40  // under the CRC
+        try writeFile(path, bytes)
+
+        let log = try PartitionLog.open(directory: directory.path, configuration: configuration)
+        defer { try? log.close() }
+        try #require(log.recoveryReport.corruptSealedSegments.map(\.path) == [path])
+        var seen: [Int64] = []
+        do {
+            try log.forEachBatchHeader(from: sealed.batches[0].batch.baseOffset) { seen.append($0.baseOffset) }
+            Issue.record("forEachBatchHeader went past the damage to \(seen.last.map(String.init) ?? "nothing")")
+        } catch {
+            #expect(logError(error) { if case .corruptSegment(path, damagedPosition, _) = $0 { true } else { false } }, "\(error)")
+        }
+        #expect(seen == sealed.batches.prefix(2).map(\.batch.baseOffset.rawValue))
+    }
+
     /// An index file that does not match the checkpoint is rebuilt from the batch headers without CRCs. The
     /// rebuild took any baseOffset (outside the CRC) as it came: a damaged one indexed nonsense after it, and
     /// one near Int64.min trapped on the subtraction that makes it relative. It now stops where offsets stop
