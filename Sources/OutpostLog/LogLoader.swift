@@ -19,6 +19,9 @@ import OutpostCore
 ///    A segment whose file was recycled (a retired segment's, reused) holds that file's old contents past
 ///    its last batch until it is sealed or closed; they fail the same checks (bad framing, or offsets
 ///    below the segment's base), so the cut is the same, and the report says the cut includes them.
+///    A sealed one holds them still when its deferred trim failed or never ran: then its last batch ends
+///    where the next segment starts, nothing of the log lies past it, and in both passes the old contents
+///    are cut as such — neither damage kept for salvage nor a cut that removes the later segments.
 /// 5. fsync what was scanned (a process crash leaves data in the page cache that is not yet on disk),
 ///    rewrite rebuilt indexes, and report.
 ///
@@ -75,6 +78,7 @@ struct LogLoader {
         // Passes 3 and 4: segment by segment.
         var segments: [Segment] = []
         var rewriteIndexes: [Segment] = []
+        /// Segments scanned completely or cut: what recovery read or changed is fsynced in pass 5.
         var scannedForRecovery: [Segment] = []
         var index = 0
         while index < bases.count {
@@ -86,9 +90,11 @@ struct LogLoader {
             let isLast = index == bases.count - 1
             let nextBase = isLast ? nil : bases[index + 1]
             if let nextBase, nextBase <= recoveryPoint {
+                let fileSize = segment.size
                 if try !loadTrustedSegment(segment, nextBase: nextBase, checkpoint: checkpoint, report: &report) {
                     rewriteIndexes.append(segment)
                 }
+                if segment.size < fileSize { scannedForRecovery.append(segment) }
                 segments.append(segment)
                 index += 1
                 continue
@@ -100,22 +106,24 @@ struct LogLoader {
             segments.append(segment)
             let cut = outcome.stopReason != nil || outcome.validEnd < outcome.fileSize
             let gapToNext = nextBase.map { !checkpoint.allowsDiscontinuity(from: segment.nextOffset.rawValue, to: $0.rawValue) } ?? false
-            if cut || gapToNext {
-                if cut {
-                    let scanner = SegmentScanner(file: segment.file, batchBytesMax: Int.max, verifyChecksums: false)
-                    report.truncatedBatches += try scanner.countBatchShapes(from: outcome.validEnd)
-                    report.truncatedBytes += outcome.fileSize - outcome.validEnd
-                    let recycledNote = checkpoint.segments[base]?.recycled == true
-                        ? " (the file was recycled: what follows its last batch includes its previous contents)" : ""
-                    report.truncationReason = report.truncationReason
-                        ?? "\(SegmentNames.log(base)) at byte \(outcome.validEnd): \(outcome.stopReason ?? "trailing bytes")\(recycledNote)"
-                    try segment.file.truncate(to: outcome.validEnd)
-                    segment.size = outcome.validEnd
+            if cut {
+                let recycledNote = if nextBase != nil && !gapToNext {
+                    " (past its last batch, where the next segment starts: the old contents of a recycled file, never trimmed)"
+                } else if checkpoint.segments[base]?.recycled == true {
+                    " (the file was recycled: what follows its last batch includes its previous contents)"
                 } else {
+                    ""
+                }
+                try cutTail(of: segment, outcome: outcome, reason: "\(outcome.stopReason ?? "trailing bytes")\(recycledNote)", report: &report)
+            }
+            // A sealed segment cut past its last batch, which ends where the next one starts, lost nothing the
+            // later segments follow: they stay, and are scanned in turn.
+            if gapToNext {
+                if !cut {
                     report.truncationReason = report.truncationReason
                         ?? "\(SegmentNames.log(base)) ends at offset \(segment.nextOffset) but the next segment starts at \(nextBase.map(String.init(describing:)) ?? "-")"
                 }
-                // Everything after a cut was never acknowledged: remove the later segments.
+                // Everything after a hole was never acknowledged: remove the later segments.
                 for later in bases[(index + 1)...] {
                     let laterSegment = try Segment(baseOffset: later, directory: directory, create: false, nowMilliseconds: now)
                     let scanner = SegmentScanner(file: laterSegment.file, batchBytesMax: Int.max, verifyChecksums: false)
@@ -173,6 +181,16 @@ struct LogLoader {
         report.logEndOffset = active.nextOffset
         report.recoveryPoint = checkpoint.recoveryPoint
         return Loaded(segments: segments, spares: spares, report: report, checkpoint: checkpoint)
+    }
+
+    /// Cuts a segment's file at the end of its valid prefix and reports what went.
+    private func cutTail(of segment: Segment, outcome: SegmentScanner.Outcome, reason: String, report: inout RecoveryReport) throws(LogError) {
+        let scanner = SegmentScanner(file: segment.file, batchBytesMax: Int.max, verifyChecksums: false)
+        report.truncatedBatches += try scanner.countBatchShapes(from: outcome.validEnd)
+        report.truncatedBytes += outcome.fileSize - outcome.validEnd
+        report.truncationReason = report.truncationReason ?? "\(SegmentNames.log(segment.baseOffset)) at byte \(outcome.validEnd): \(reason)"
+        try segment.file.truncate(to: outcome.validEnd)
+        segment.size = outcome.validEnd
     }
 
     /// Scans a whole segment with CRC and continuity checks, rebuilding its indexes and offsets from the data.
@@ -282,6 +300,16 @@ struct LogLoader {
         segment.maxTimestamp = maxTimestamp
         segment.nextOffset = nextOffset
         let continuesIntoNext = checkpoint.allowsDiscontinuity(from: nextOffset.rawValue, to: nextBase.rawValue)
+        // Its batches end where the next segment starts, and bytes follow: the old contents of a recycled
+        // file whose deferred trim failed or never ran (its batches were fsynced, the cut was not). Nothing
+        // of the log lies in them, so they are cut as in the active segment, not kept as damage.
+        if continuesIntoNext && outcome.validEnd < fileSize {
+            try cutTail(
+                of: segment, outcome: outcome,
+                reason: "\(outcome.stopReason ?? "trailing bytes") past the sealed segment's last batch (the old contents of a recycled file, never trimmed)",
+                report: &report)
+            return indexesUsable
+        }
         if outcome.stopReason != nil || outcome.validEnd != fileSize || !continuesIntoNext {
             let reason = outcome.stopReason ?? (continuesIntoNext ? "trailing bytes" : "ends at offset \(nextOffset), next segment starts at \(nextBase)")
             segment.corruptFrom = outcome.validEnd

@@ -235,6 +235,43 @@ import Glibc
         #expect(next.baseOffset == model.last!.nextOffset)
     }
 
+    /// A sealed segment in a recycled file keeps the file's old contents when its deferred trim failed or a
+    /// crash came first: zeros to the page end, then an older segment's batches, past its last batch — which
+    /// ends where the next segment starts. Recovery cuts them, whether it trusts the segment (below the
+    /// recovery point) or scans it (the checkpoint lost), and keeps every batch: they are not damage to keep
+    /// for salvage, and no later segment follows a hole. Before, the first reported the segment corrupt and
+    /// the second removed every later segment, acknowledged batches and all.
+    @Test(arguments: [true, false]) func recoveryCutsTheOldContentsLeftInASealedSegment(withCheckpoint: Bool) throws {
+        let directory = try ScratchDirectory()
+        let configuration = LogConfiguration.testing(segmentBytesMax: 4096)
+        let log = try PartitionLog.open(directory: directory.path, configuration: configuration)
+        var generator = SplitMix64(seed: 511)
+        var model: [StoredBatch] = []
+        for _ in 0..<30 { try appendBatch(log, randomRecords(count: 4, valueBytes: 100...300, using: &generator), into: &model) }
+        try log.close()
+        let bases = try segmentBases(directory.path)
+        try #require(bases.count >= 4)
+        let sealedPath = directory.sub(SegmentNames.log(bases[2]))
+        let batches = try fileBytes(sealedPath)
+        let page = SegmentFile.pageSize
+        let stale = [UInt8](repeating: 0, count: (batches.count + page - 1) / page * page - batches.count)
+            + (try fileBytes(directory.sub(SegmentNames.log(bases[0]))))
+        try writeFile(sealedPath, batches + stale)
+        if !withCheckpoint { try FileManager.default.removeItem(atPath: directory.sub("checkpoint")) }
+
+        let reopened = try PartitionLog.open(directory: directory.path, configuration: configuration)
+        let report = reopened.recoveryReport
+        #expect(report.corruptSealedSegments.isEmpty, "\(report.corruptSealedSegments)")
+        #expect(report.deletedSegments.isEmpty)
+        #expect(report.truncatedBytes == stale.count)
+        #expect(report.truncationReason?.contains("recycled") == true, "\(report.truncationReason ?? "nil")")
+        #expect(try fileBytes(sealedPath) == batches)
+        #expect(reopened.logEndOffset == model[model.count - 1].nextOffset)
+        #expect(try readEverything(reopened) == model.map(\.bytes))
+        try reopened.close()
+        try reopenExpectingIntact(directory.path, configuration, holding: model.map(\.bytes)).close()
+    }
+
     @Test func withRecyclingOffRetentionDeletesFiles() throws {
         let directory = try ScratchDirectory()
         var configuration = LogConfiguration.testing(segmentBytesMax: 4096, retentionBytes: 12_288)
