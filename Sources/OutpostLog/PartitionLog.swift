@@ -80,6 +80,10 @@ public struct LogStatistics: Hashable, Sendable {
     /// or the space reserved past it for queued appends, and the spare segment file kept for the next roll
     /// (index files not counted).
     public var diskBytes = 0
+    /// Deferred trims of a sealed segment's file (a recycled file's old contents, or space reserved past its
+    /// end) that failed. Nothing of the log lies there, so the log goes on and tries again (at most once a
+    /// second, when the flusher fsyncs anyway, and at close); if it stops first, the next open cuts them.
+    public var trimFailures = 0
     public var logStartOffset: Offset = 0
     public var logEndOffset: Offset = 0
     public var durableEndOffset: Offset = 0
@@ -151,9 +155,10 @@ public final class PartitionLog: @unchecked Sendable {
     private var flusherGathering = false
     /// The flusher is in a round: it has taken its targets and not yet recorded what became durable.
     private var roundInFlight = false
-    /// Testing only: see `fsyncHookForTesting`, `earlyWriteHookForTesting`.
+    /// Testing only: see `fsyncHookForTesting`, `earlyWriteHookForTesting`, `trimHookForTesting`.
     private var fsyncHook: (@Sendable () -> Void)?
     private var earlyWriteHook: (@Sendable () -> Void)?
+    private var trimHook: TrimHook?
     /// The longest the flusher gathers a group (see `waitForWork`); tests lengthen it.
     private var gatherWindowMaxNanoseconds: UInt64 = 1_000_000
     /// Appends under `always` waiting for the flusher to write them (see
@@ -248,9 +253,7 @@ public final class PartitionLog: @unchecked Sendable {
             try? writeQueueLocked()
             closed = true
             if let active = segments.last { try? active.trimToSize() }
-            for segment in segments {
-                if let truncation = dueTruncation(of: segment) { try? segment.file.truncate(to: truncation) }
-            }
+            trimSealedSegmentsLocked()
             var synchronized = failure == nil
             for segment in segments where segment.needsSynchronize {
                 if (try? segment.file.synchronize()) == nil { synchronized = false }
@@ -298,6 +301,15 @@ public final class PartitionLog: @unchecked Sendable {
     var earlyWriteHookForTesting: (@Sendable () -> Void)? {
         get { locked { earlyWriteHook } }
         set { locked { earlyWriteHook = newValue } }
+    }
+
+    typealias TrimHook = @Sendable () throws(LogError) -> Void
+
+    /// Testing only: called right before each deferred trim's ftruncate (in a flusher round, at close, in
+    /// deinit); an error it throws stands for the ftruncate's, which is then not made.
+    var trimHookForTesting: TrimHook? {
+        get { locked { trimHook } }
+        set { locked { trimHook = newValue } }
     }
 
     /// Testing only: how long the flusher may gather a group (1 ms), so that a test's group is gathered
@@ -932,8 +944,9 @@ public final class PartitionLog: @unchecked Sendable {
         appendsSinceSynchronize = 0
         wroteEarlyThisRound = false
         // Files and weak references only: a retired segment must stay uniquely held by its spare entry
-        // (see `takeSpare`) while this round fsyncs.
-        let dirty = segments.filter(\.needsSynchronize).map {
+        // (see `takeSpare`) while this round fsyncs. A sealed segment whose trim failed comes again when
+        // its retry is due.
+        let dirty = segments.filter { $0.needsSynchronize || trimRetryDue($0, now: lastSynchronizeUptimeNanoseconds) }.map {
             (segment: WeakSegment(segment: $0), file: $0.file, size: $0.size, trimmed: $0.metadataDirty, truncation: dueTruncation(of: $0))
         }
         for entry in dirty where entry.truncation != nil { entry.segment.segment?.truncationInFlight = true }
@@ -941,12 +954,14 @@ public final class PartitionLog: @unchecked Sendable {
         synchronizeRequested = false
         roundInFlight = true
         let fsyncHook = self.fsyncHook
+        let trimHook = self.trimHook
         lock.unlock()
         fsyncHook?()
         let started = MonotonicCondition.uptimeNanoseconds()
+        // The directory last, so that target indexes are those of `dirty`.
         var targets = dirty.map { SynchronizeTarget.file($0.file, truncatingTo: $0.truncation) }
-        if directoryTarget != nil { targets.insert(.directory(directory), at: 0) }
-        let error = Self.synchronize(targets)
+        if directoryTarget != nil { targets.append(.directory(directory)) }
+        let outcome = Self.synchronize(targets, trimHook: trimHook)
         if let delay = configuration.simulatedFsyncDelayMilliseconds, delay > 0 {
             Thread.sleep(forTimeInterval: Double(delay) / 1000)
         }
@@ -959,7 +974,7 @@ public final class PartitionLog: @unchecked Sendable {
         lastFsyncNanoseconds = ended - started
         var released: [@Sendable (Result<Void, LogError>) -> Void] = []
         var releasedResult: Result<Void, LogError> = .success(())
-        if let error {
+        if let error = outcome.failure {
             logger.critical("fsync failed; the log stops accepting writes until reopened", metadata: ["directory": "\(directory)", "error": "\(error)"])
             failure = .failed(reason: "\(error)")
             voidWriteQueueLocked()
@@ -967,11 +982,18 @@ public final class PartitionLog: @unchecked Sendable {
             released = waiters.map(\.callback)
             waiters.removeAll()
         } else {
-            for entry in dirty {
+            for (index, entry) in dirty.enumerated() {
                 guard let segment = entry.segment.segment else { continue }
                 segment.synchronizedSize = max(segment.synchronizedSize, entry.size)
+                // After a failed trim too: the file's size did not change, so its fdatasync left nothing behind.
                 if entry.trimmed { segment.metadataDirty = false }
-                if let truncation = entry.truncation, segment.pendingTruncation == truncation { segment.pendingTruncation = nil }
+                guard let truncation = entry.truncation, segment.pendingTruncation == truncation else { continue }
+                if let trimError = outcome.failedTrims[index] {
+                    trimFailed(segment, trimError, at: ended)
+                } else {
+                    segment.pendingTruncation = nil
+                    segment.trimFailedAtUptimeNanoseconds = nil
+                }
             }
             if let directoryTarget { directorySynchronizedGeneration = max(directorySynchronizedGeneration, directoryTarget) }
             if !dirty.isEmpty {
@@ -1017,36 +1039,92 @@ public final class PartitionLog: @unchecked Sendable {
         return truncation
     }
 
+    /// A failed deferred trim is tried again at most this often: a file system that failed it once likely
+    /// fails it again, and each failure is logged as an error.
+    static let trimRetryIntervalNanoseconds: UInt64 = 1_000_000_000
+
+    /// Whether a sealed segment whose deferred trim failed is due for another try (lock held).
+    private func trimRetryDue(_ segment: Segment, now: UInt64) -> Bool {
+        guard let failedAt = segment.trimFailedAtUptimeNanoseconds, dueTruncation(of: segment) != nil else { return false }
+        return now >= failedAt + Self.trimRetryIntervalNanoseconds
+    }
+
+    /// A deferred trim failed (lock held). The log goes on: the bytes past the sealed segment's last batch
+    /// hold nothing of it (a recovery cuts them as old contents), so unlike an fsync's, this failure loses
+    /// no data. The trim stays pending, for a later round or close.
+    private func trimFailed(_ segment: Segment, _ error: LogError, at now: UInt64) {
+        segment.trimFailedAtUptimeNanoseconds = now
+        statistics.trimFailures += 1
+        logger.error("could not trim a sealed segment's old contents; tried again later (the next open cuts them if it must)", metadata: [
+            "path": "\(segment.logPath)", "size": "\(segment.size)", "error": "\(error)",
+        ])
+    }
+
+    /// Does the deferred trims no flusher round holds (lock held), at close or in deinit, where no round
+    /// follows; a failure is handled as in a round. A trimmed segment's new size needs its next fdatasync
+    /// (`metadataDirty`).
+    private func trimSealedSegmentsLocked() {
+        for segment in segments where !segment.truncationInFlight {
+            guard let truncation = dueTruncation(of: segment) else { continue }
+            do {
+                try Self.trim(segment.file, to: truncation, hook: trimHook)
+            } catch {
+                trimFailed(segment, error, at: MonotonicCondition.uptimeNanoseconds())
+                continue
+            }
+            segment.pendingTruncation = nil
+            segment.trimFailedAtUptimeNanoseconds = nil
+            segment.metadataDirty = true
+        }
+    }
+
+    /// A deferred trim's ftruncate, after the testing hook (see `trimHookForTesting`).
+    private static func trim(_ file: SegmentFile, to size: Int, hook: TrimHook?) throws(LogError) {
+        try hook?()
+        try file.truncate(to: size)
+    }
+
     enum SynchronizeTarget {
         case directory(String)
         /// A segment's file, first truncated to a deferred trim's size if it has one.
         case file(SegmentFile, truncatingTo: Int?)
+    }
 
-        func synchronize() throws(LogError) {
-            switch self {
-            case .directory(let path):
-                try Directory.synchronize(path)
-            case .file(let file, let truncation):
-                if let truncation { try file.truncate(to: truncation) }
-                try file.synchronize()
-            }
-        }
+    /// What a round's fsyncs came to.
+    struct SynchronizeOutcome {
+        /// The first fsync that failed: the round's failure, and the log's.
+        var failure: LogError?
+        /// Deferred trims that failed, by target index. Their file was still fsynced; a trim's failure is
+        /// not the round's (see `trimFailed`).
+        var failedTrims: [Int: LogError] = [:]
     }
 
     /// fsyncs a round's targets, at once when there are several (a roll's round has the directory, the
     /// sealed segment and the new one): no waiter is released before all are done, so their order does
-    /// not matter, and the device takes their flushes together instead of one after another. Returns the
-    /// first failure.
-    static func synchronize(_ targets: [SynchronizeTarget]) -> LogError? {
-        guard targets.count > 1 else {
-            do { try targets.first?.synchronize() } catch { return error }
-            return nil
+    /// not matter, and the device takes their flushes together instead of one after another.
+    static func synchronize(_ targets: [SynchronizeTarget], trimHook: TrimHook? = nil) -> SynchronizeOutcome {
+        let outcome = LockedBox(SynchronizeOutcome())
+        let synchronizeTarget: @Sendable (Int) -> Void = { index in
+            do throws(LogError) {
+                switch targets[index] {
+                case .directory(let path):
+                    try Directory.synchronize(path)
+                case .file(let file, let truncation):
+                    if let truncation {
+                        do throws(LogError) { try trim(file, to: truncation, hook: trimHook) } catch { outcome.update { $0.failedTrims[index] = error } }
+                    }
+                    try file.synchronize()
+                }
+            } catch {
+                outcome.update { $0.failure = $0.failure ?? error }
+            }
         }
-        let failure = LockedBox<LogError?>(nil)
-        DispatchQueue.concurrentPerform(iterations: targets.count) { index in
-            do throws(LogError) { try targets[index].synchronize() } catch { failure.update { $0 = $0 ?? error } }
+        if targets.count > 1 {
+            DispatchQueue.concurrentPerform(iterations: targets.count, execute: synchronizeTarget)
+        } else if !targets.isEmpty {
+            synchronizeTarget(0)
         }
-        return failure.get()
+        return outcome.get()
     }
 
     /// Waits (lock held, at most a second) until there is something to fsync. Deadlines are on the
@@ -1506,6 +1584,18 @@ public final class PartitionLog: @unchecked Sendable {
         var leftover = waiters.map(\.callback)
         waiters.removeAll()
         for segment in segments { segment.writePendingIndexEntries() }
+        // A deferred trim that failed in a round gets a last try; one that fails again the next open cuts.
+        if failure == nil {
+            trimSealedSegmentsLocked()
+            for segment in segments.dropLast() where segment.needsSynchronize {
+                do {
+                    try segment.file.synchronize()
+                    segment.metadataDirty = false
+                } catch {
+                    logger.warning("could not fsync a trimmed sealed segment on close", metadata: ["path": "\(segment.logPath)", "error": "\(error)"])
+                }
+            }
+        }
         // The active segment ends at its last batch on disk too: a recycled file's old contents go.
         if failure == nil, let active = segments.last, active.recycled || active.reservedEnd > active.size {
             do {

@@ -74,6 +74,9 @@ final class Segment: @unchecked Sendable {
     /// not reuse the file meanwhile (retention can retire a just-sealed segment under a small budget), or
     /// the truncation would cut what the new segment wrote.
     var truncationInFlight = false
+    /// When the last try at `pendingTruncation` failed (monotonic clock); nil when none did. The log goes on
+    /// and tries again later (see `PartitionLog.trimRetryIntervalNanoseconds`).
+    var trimFailedAtUptimeNanoseconds: UInt64?
     /// Wall-clock time (ms) of the first append since open, or of the file's creation; drives roll by age.
     var createdAtMilliseconds: Int64
     /// Wall-clock time (ms) of the last append; drives retention by age.

@@ -312,7 +312,8 @@ import Testing
     }
 
     /// A round's fsyncs (after a roll: the directory, the sealed segment with its deferred trim, the new
-    /// segment) run at once: each target is done, and the round fails with a failure among them.
+    /// segment) run at once: each target is done, and the round fails with a failure among them. A failed
+    /// trim is no fsync's failure: reported apart, and its file is fsynced all the same.
     @Test func aRoundsFsyncsAllRunAndAFailureFailsTheRound() throws {
         let directory = try ScratchDirectory()
         let sealedPath = directory.sub("sealed.log")
@@ -322,17 +323,26 @@ import Testing
         let sealed = try SegmentFile(path: sealedPath, create: false)
         let active = try SegmentFile(path: activePath, create: false)
         let done = PartitionLog.synchronize([.directory(directory.path), .file(sealed, truncatingTo: 100), .file(active, truncatingTo: nil)])
-        #expect(done == nil)
+        #expect(done.failure == nil)
+        #expect(done.failedTrims.isEmpty)
         #expect(fileSize(sealedPath) == 100, "the deferred trim was not applied")
         #expect(fileSize(activePath) == 8192)
 
-        let failed = PartitionLog.synchronize([.directory(directory.sub("gone")), .file(sealed, truncatingTo: 50)])
+        let failed = PartitionLog.synchronize([.directory(directory.sub("gone")), .file(sealed, truncatingTo: 50)]).failure
         guard case .io(let operation, let path, _)? = failed else {
             Issue.record("expected the directory's failure, got \(String(describing: failed))")
             return
         }
         #expect(operation == "open directory" && path == directory.sub("gone"))
         #expect(fileSize(sealedPath) == 50, "a failing target must not keep the others from running")
+
+        let trimError = LogError.io(operation: "truncate", path: sealedPath, errno: EIO)
+        let untrimmed = PartitionLog.synchronize(
+            [.file(sealed, truncatingTo: 20), .file(active, truncatingTo: nil)], trimHook: { () throws(LogError) in throw trimError })
+        #expect(untrimmed.failure == nil, "a failed trim failed the round")
+        #expect(untrimmed.failedTrims.count == 1)
+        #expect(untrimmed.failedTrims[0] == trimError)
+        #expect(fileSize(sealedPath) == 50)
     }
 
     @Test func fsyncPoliciesParse() {

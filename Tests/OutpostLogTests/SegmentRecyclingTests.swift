@@ -272,6 +272,106 @@ import Glibc
         try reopenExpectingIntact(directory.path, configuration, holding: model.map(\.bytes)).close()
     }
 
+    /// Fills a log until it rolls into its spare file, then has it roll out again after one batch, with
+    /// `trimFails` failing every deferred trim while it is set: the recycled segment, now sealed, keeps its
+    /// old contents past its batch. Returns its base and the next segment's.
+    static func sealRecycledSegment(
+        _ log: PartitionLog, _ directory: String, trimFails: LockedBox<Bool>, model: inout [StoredBatch], using generator: inout SplitMix64
+    ) throws -> (sealed: Offset, next: Offset) {
+        log.trimHookForTesting = { () throws(LogError) in
+            if trimFails.get() { throw .io(operation: "truncate", path: "trimHookForTesting", errno: EIO) }
+        }
+        _ = try fillUntilSpare(log, directory, model: &model, using: &generator)
+        let before = try #require(try segmentBases(directory).last)
+        while try segmentBases(directory).last == before {
+            try appendBatch(log, randomRecords(count: 4, valueBytes: 100...300, using: &generator), into: &model)
+        }
+        let sealed = try #require(try segmentBases(directory).last)
+        // A batch that does not fit after the first one rolls again, well inside the old contents.
+        try appendBatch(log, randomRecords(count: 1, valueBytes: 3600...3600, using: &generator), into: &model)
+        let next = try #require(try segmentBases(directory).last)
+        try #require(next != sealed, "the large batch did not roll")
+        try log.flush()
+        return (sealed, next)
+    }
+
+    /// A sealed recycled segment's deferred trim that fails (EIO, from the testing hook) is no failure of the
+    /// log: nothing of it lies past the segment's last batch. Appends go on and become durable, the failure
+    /// is counted, and a later round tries the trim again. Before, the log failed as after a failed fsync:
+    /// no more writes until reopened, every waiter failed.
+    @Test func aFailedTrimOfASealedSegmentDoesNotFailTheLogAndIsTriedAgain() throws {
+        let directory = try ScratchDirectory()
+        let configuration = LogConfiguration.testing(segmentBytesMax: 4096, fsync: .always, retentionBytes: 12_288)
+        let log = try PartitionLog.open(directory: directory.path, configuration: configuration)
+        defer { try? log.close() }
+        var generator = SplitMix64(seed: 512)
+        var model: [StoredBatch] = []
+        let trimFails = LockedBox(true)
+        let (sealed, next) = try Self.sealRecycledSegment(log, directory.path, trimFails: trimFails, model: &model, using: &generator)
+        let sealedPath = directory.sub(SegmentNames.log(sealed))
+        let sealedBatches = model.filter { $0.baseOffset >= sealed && $0.baseOffset < next }.flatMap(\.bytes)
+        #expect(log.failureReason == nil)
+        #expect(log.currentStatistics().trimFailures >= 1)
+        #expect(fileSize(sealedPath) > sealedBatches.count, "the trim should have failed")
+
+        try Self.appendDurably(log, randomRecords(count: 2, using: &generator), into: &model)
+        try appendBatch(log, randomRecords(count: 2, using: &generator), into: &model)
+        try log.flush()
+        #expect(log.durableEndOffset == log.logEndOffset)
+        let start = log.logStartOffset
+        #expect(try readEverything(log) == model.filter { $0.baseOffset >= start }.map(\.bytes))
+
+        // Once the disk takes it, a round a retry interval later trims the file.
+        trimFails.set(false)
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline, fileSize(sealedPath) != sealedBatches.count {
+            Thread.sleep(forTimeInterval: Double(PartitionLog.trimRetryIntervalNanoseconds) / 1e9 / 4)
+            try Self.appendDurably(log, randomRecords(count: 1, using: &generator), into: &model)
+        }
+        #expect(try fileBytes(sealedPath) == sealedBatches)
+        #expect(log.failureReason == nil)
+    }
+
+    /// Close tries a failed trim once more. When that fails too, the sealed segment stays untrimmed on disk,
+    /// and the next open cuts its old contents and keeps every batch; when it succeeds, the log reopens
+    /// with nothing to cut.
+    @Test(arguments: [true, false]) func closeTriesAFailedTrimAgainAndAnOpenCutsWhatIsLeft(trimFailsAtClose: Bool) throws {
+        let directory = try ScratchDirectory()
+        let configuration = LogConfiguration.testing(segmentBytesMax: 4096, fsync: .always, retentionBytes: 12_288)
+        let log = try PartitionLog.open(directory: directory.path, configuration: configuration)
+        var generator = SplitMix64(seed: 513)
+        var model: [StoredBatch] = []
+        let trimFails = LockedBox(true)
+        let (sealed, next) = try Self.sealRecycledSegment(log, directory.path, trimFails: trimFails, model: &model, using: &generator)
+        let sealedPath = directory.sub(SegmentNames.log(sealed))
+        let sealedBatches = model.filter { $0.baseOffset >= sealed && $0.baseOffset < next }.flatMap(\.bytes)
+        let failuresBeforeClose = log.currentStatistics().trimFailures
+        #expect(failuresBeforeClose >= 1)
+        trimFails.set(trimFailsAtClose)
+        let start = log.logStartOffset
+        try log.close()
+        // A round may have tried once more before close did.
+        #expect(trimFailsAtClose ? log.currentStatistics().trimFailures > failuresBeforeClose : true)
+        model.removeAll { $0.baseOffset < start }
+
+        guard trimFailsAtClose else {
+            #expect(try fileBytes(sealedPath) == sealedBatches)
+            try reopenExpectingIntact(directory.path, configuration, holding: model.map(\.bytes)).close()
+            return
+        }
+        let untrimmed = fileSize(sealedPath)
+        #expect(untrimmed > sealedBatches.count)
+        let reopened = try PartitionLog.open(directory: directory.path, configuration: configuration)
+        let report = reopened.recoveryReport
+        #expect(report.corruptSealedSegments.isEmpty, "\(report.corruptSealedSegments)")
+        #expect(report.deletedSegments.isEmpty)
+        #expect(report.truncatedBytes == untrimmed - sealedBatches.count)
+        #expect(try fileBytes(sealedPath) == sealedBatches)
+        #expect(try readEverything(reopened) == model.map(\.bytes))
+        try reopened.close()
+        try reopenExpectingIntact(directory.path, configuration, holding: model.map(\.bytes)).close()
+    }
+
     @Test func withRecyclingOffRetentionDeletesFiles() throws {
         let directory = try ScratchDirectory()
         var configuration = LogConfiguration.testing(segmentBytesMax: 4096, retentionBytes: 12_288)
