@@ -76,9 +76,10 @@ public struct LogStatistics: Hashable, Sendable {
     public var segmentCount = 0
     /// Bytes of batches in the log's segments.
     public var sizeBytes = 0
-    /// Bytes the log's files hold: `sizeBytes`, plus a recycled active segment's old contents past its end
-    /// or the space reserved past it for queued appends, and the spare segment file kept for the next roll
-    /// (index files not counted).
+    /// Bytes the log's files hold: `sizeBytes`, plus a recycled segment's old contents past its end or the
+    /// space reserved past it for queued appends (in a sealed segment until its deferred trim is done), and
+    /// the spare segment file kept for the next roll (index files not counted). Tracked, not asked of the
+    /// file system: a disk budget reads it before every append.
     public var diskBytes = 0
     /// Deferred trims of a sealed segment's file (a recycled file's old contents, or space reserved past its
     /// end) that failed. Nothing of the log lies there, so the log goes on and tries again (at most once a
@@ -253,7 +254,7 @@ public final class PartitionLog: @unchecked Sendable {
             try? writeQueueLocked()
             closed = true
             if let active = segments.last { try? active.trimToSize() }
-            trimSealedSegmentsLocked()
+            trimSealedSegmentsLocked(retryingAtOnce: true)
             var synchronized = failure == nil
             for segment in segments where segment.needsSynchronize {
                 if (try? segment.file.synchronize()) == nil { synchronized = false }
@@ -792,9 +793,10 @@ public final class PartitionLog: @unchecked Sendable {
         let path = directory + "/" + SegmentNames.spare(segment.baseOffset)
         try Directory.rename(segment.logPath, to: path)
         directoryGeneration += 1
-        // A trim the flusher has not done yet leaves the file longer than the segment; one no round has
-        // taken up yet is dropped (a spare may be any length).
-        let bytes = segment.pendingTruncation == nil ? segment.fileBytes : ((try? segment.file.size()) ?? segment.fileBytes)
+        // A trim the flusher has not done yet leaves the file longer than the segment (`fileBytes` counts
+        // that); one no round has taken up yet is dropped (a spare may be any length), one in flight sets
+        // the spare's size when done.
+        let bytes = segment.fileBytes
         if !segment.truncationInFlight { segment.pendingTruncation = nil }
         let drop = SpareCacheDrop(file: segment.file, bytes: bytes)
         spares.append(SpareFile(path: path, bytes: bytes, retired: segment, directoryGeneration: directoryGeneration, cacheDrop: drop))
@@ -807,8 +809,8 @@ public final class PartitionLog: @unchecked Sendable {
     }
 
     /// Gives back the disk held in reserve: deletes the spare file and cuts a recycled active segment's old
-    /// contents or the space reserved past its end. For a disk budget that is full, before it drops data.
-    /// Returns bytes freed.
+    /// contents or the space reserved past its end, and sealed segments' whose deferred trim is not done
+    /// yet. For a disk budget that is full, before it drops data. Returns bytes freed.
     @discardableResult
     public func releaseRecyclingReserve() -> Int {
         lock.lock()
@@ -819,6 +821,8 @@ public final class PartitionLog: @unchecked Sendable {
         rollIntoSpareOnFirstAppend = false  // that spare is gone; a later one is not a restart's
         for spare in released { spare.cacheDrop?.cancel() }
         var freed = released.reduce(0) { $0 + $1.bytes }
+        // Sealed segments' trims the flusher has not done (or could not) free their old contents too.
+        freed += trimSealedSegmentsLocked(retryingAtOnce: false)
         if let active = segments.last, active.recycled || active.reservedEnd > active.size {
             let before = active.fileBytes
             do {
@@ -991,8 +995,9 @@ public final class PartitionLog: @unchecked Sendable {
                 if let trimError = outcome.failedTrims[index] {
                     trimFailed(segment, trimError, at: ended)
                 } else {
-                    segment.pendingTruncation = nil
-                    segment.trimFailedAtUptimeNanoseconds = nil
+                    segment.deferredTrimDone()
+                    // Retired during the round: its spare file is now this long.
+                    if let spare = spares.firstIndex(where: { $0.retired === segment }) { spares[spare].bytes = truncation }
                 }
             }
             if let directoryTarget { directorySynchronizedGeneration = max(directorySynchronizedGeneration, directoryTarget) }
@@ -1060,22 +1065,30 @@ public final class PartitionLog: @unchecked Sendable {
         ])
     }
 
-    /// Does the deferred trims no flusher round holds (lock held), at close or in deinit, where no round
-    /// follows; a failure is handled as in a round. A trimmed segment's new size needs its next fdatasync
-    /// (`metadataDirty`).
-    private func trimSealedSegmentsLocked() {
+    /// Does the deferred trims no flusher round holds (lock held): at close or in deinit, where no round
+    /// follows, and for a disk budget that wants its space back; a failure is handled as in a round. A
+    /// failed trim is tried again only when its retry is due, unless `retryingAtOnce` (close, deinit: the
+    /// last chance). A trimmed segment's new size needs its next fdatasync (`metadataDirty`). Returns the
+    /// bytes freed.
+    @discardableResult
+    private func trimSealedSegmentsLocked(retryingAtOnce: Bool) -> Int {
+        var freed = 0
+        let now = MonotonicCondition.uptimeNanoseconds()
         for segment in segments where !segment.truncationInFlight {
             guard let truncation = dueTruncation(of: segment) else { continue }
+            if segment.trimFailedAtUptimeNanoseconds != nil && !retryingAtOnce && !trimRetryDue(segment, now: now) { continue }
+            let before = segment.fileBytes
             do {
                 try Self.trim(segment.file, to: truncation, hook: trimHook)
             } catch {
-                trimFailed(segment, error, at: MonotonicCondition.uptimeNanoseconds())
+                trimFailed(segment, error, at: now)
                 continue
             }
-            segment.pendingTruncation = nil
-            segment.trimFailedAtUptimeNanoseconds = nil
+            segment.deferredTrimDone()
             segment.metadataDirty = true
+            freed += before - segment.fileBytes
         }
+        return freed
     }
 
     /// A deferred trim's ftruncate, after the testing hook (see `trimHookForTesting`).
@@ -1586,7 +1599,7 @@ public final class PartitionLog: @unchecked Sendable {
         for segment in segments { segment.writePendingIndexEntries() }
         // A deferred trim that failed in a round gets a last try; one that fails again the next open cuts.
         if failure == nil {
-            trimSealedSegmentsLocked()
+            trimSealedSegmentsLocked(retryingAtOnce: true)
             for segment in segments.dropLast() where segment.needsSynchronize {
                 do {
                     try segment.file.synchronize()

@@ -62,14 +62,16 @@ final class Segment: @unchecked Sendable {
     /// Bytes from the file's start that have disk blocks: its old contents when recycled, or what a
     /// reservation took for queued appends (`SegmentFile.reserve`). A write below it cannot find the disk full.
     var reservedEnd: Int
-    /// Bytes the file occupies.
-    var fileBytes: Int { max(size, oldContentsEnd, reservedEnd) }
+    /// Bytes the file occupies: a deferred trim not yet done (or failed) leaves it holding `untrimmedEnd`.
+    var fileBytes: Int { max(size, oldContentsEnd, reservedEnd, pendingTruncation == nil ? 0 : untrimmedEnd) }
     /// A change the next fdatasync must carry although no bytes were appended (the trim's new file size).
     var metadataDirty = false
     /// The size a deferred trim cuts the file to; the flusher truncates right before its next fdatasync. A
     /// roll trims the segment it seals: freeing the old contents' blocks took up to ~250 µs, too long to
     /// hold the append lock for, and that fdatasync had to follow anyway.
     var pendingTruncation: Int?
+    /// How far the file reached (old contents, or blocks reserved past the end) when its trim was deferred.
+    var untrimmedEnd = 0
     /// The flusher holds this segment's file for a deferred truncation in the round under way: a roll must
     /// not reuse the file meanwhile (retention can retire a just-sealed segment under a small budget), or
     /// the truncation would cut what the new segment wrote.
@@ -77,6 +79,12 @@ final class Segment: @unchecked Sendable {
     /// When the last try at `pendingTruncation` failed (monotonic clock); nil when none did. The log goes on
     /// and tries again later (see `PartitionLog.trimRetryIntervalNanoseconds`).
     var trimFailedAtUptimeNanoseconds: UInt64?
+
+    /// A deferred trim was done: the file ends at the segment's batches.
+    func deferredTrimDone() {
+        pendingTruncation = nil
+        trimFailedAtUptimeNanoseconds = nil
+    }
     /// Wall-clock time (ms) of the first append since open, or of the file's creation; drives roll by age.
     var createdAtMilliseconds: Int64
     /// Wall-clock time (ms) of the last append; drives retention by age.
@@ -131,6 +139,7 @@ final class Segment: @unchecked Sendable {
     /// `pendingTruncation`). Never for the active segment, whose appends would be cut.
     func deferTrimToSize() {
         guard recycled || reservedEnd > size else { return }
+        untrimmedEnd = max(oldContentsEnd, reservedEnd)
         pendingTruncation = size
         metadataDirty = true
         oldContentsEnd = 0

@@ -372,6 +372,86 @@ import Glibc
         try reopenExpectingIntact(directory.path, configuration, holding: model.map(\.bytes)).close()
     }
 
+    /// What the log's segment and spare files hold, by their sizes.
+    static func segmentFileBytes(_ directory: String) throws -> Int {
+        try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".log") || $0.hasSuffix(".spare") }
+            .reduce(0) { $0 + fileSize(directory + "/" + $1) }
+    }
+
+    /// `diskBytes`, which a disk budget watches, is what the files hold while a sealed recycled segment's
+    /// trim is pending too: from the roll to the flusher's round that cuts the old contents (here held at
+    /// its fsync). Before, the roll stopped counting them at once.
+    @Test func diskBytesCountsASealedSegmentsOldContentsUntilItsTrimIsDone() throws {
+        let directory = try ScratchDirectory()
+        let configuration = LogConfiguration.testing(segmentBytesMax: 4096, retentionBytes: 12_288)
+        let log = try PartitionLog.open(directory: directory.path, configuration: configuration)
+        defer { try? log.close() }
+        var generator = SplitMix64(seed: 514)
+        var model: [StoredBatch] = []
+        _ = try Self.fillUntilSpare(log, directory.path, model: &model, using: &generator)
+        let before = try #require(try segmentBases(directory.path).last)
+        while try segmentBases(directory.path).last == before {
+            try appendBatch(log, randomRecords(count: 4, valueBytes: 100...300, using: &generator), into: &model)
+        }
+        let recycled = try #require(try segmentBases(directory.path).last)
+        try log.flush()
+        #expect(log.currentStatistics().diskBytes == (try Self.segmentFileBytes(directory.path)))
+
+        let holding = LockedBox(true)
+        let reached = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+        log.fsyncHookForTesting = {
+            guard holding.get() else { return }
+            holding.set(false)
+            reached.signal()
+            release.wait()
+        }
+        defer { release.signal() }
+        try appendBatch(log, randomRecords(count: 1, valueBytes: 3600...3600, using: &generator), into: &model)
+        try #require(try segmentBases(directory.path).last != recycled, "the large batch did not roll")
+        try #require(reached.wait(timeout: .now() + 30) == .success, "the flusher never reached its fsync")
+        let sealedPath = directory.sub(SegmentNames.log(recycled))
+        let sealedBytes = model.filter { $0.baseOffset >= recycled && $0.baseOffset < model[model.count - 1].baseOffset }.reduce(0) { $0 + $1.size }
+        #expect(fileSize(sealedPath) > sealedBytes, "the sealed segment's trim should still be pending")
+        #expect(log.currentStatistics().diskBytes == (try Self.segmentFileBytes(directory.path)))
+
+        release.signal()
+        try log.flush()
+        #expect(fileSize(sealedPath) == sealedBytes)
+        #expect(log.currentStatistics().diskBytes == (try Self.segmentFileBytes(directory.path)))
+    }
+
+    /// A sealed segment whose trim failed still holds its old contents: `diskBytes` counts them, and
+    /// `releaseRecyclingReserve` (a full disk budget, before it drops data) cuts them and says so.
+    @Test func aFailedTrimStaysCountedUntilTheReserveIsReleased() throws {
+        let directory = try ScratchDirectory()
+        let configuration = LogConfiguration.testing(segmentBytesMax: 4096, fsync: .always, retentionBytes: 12_288)
+        let log = try PartitionLog.open(directory: directory.path, configuration: configuration)
+        defer { try? log.close() }
+        var generator = SplitMix64(seed: 515)
+        var model: [StoredBatch] = []
+        let trimFails = LockedBox(true)
+        let (sealed, next) = try Self.sealRecycledSegment(log, directory.path, trimFails: trimFails, model: &model, using: &generator)
+        let sealedPath = directory.sub(SegmentNames.log(sealed))
+        let sealedBytes = model.filter { $0.baseOffset >= sealed && $0.baseOffset < next }.reduce(0) { $0 + $1.size }
+        let untrimmed = fileSize(sealedPath)
+        #expect(untrimmed > sealedBytes, "the trim should have failed")
+        let filesBefore = try Self.segmentFileBytes(directory.path)
+        #expect(log.currentStatistics().diskBytes == filesBefore)
+
+        trimFails.set(false)
+        // Past the retry interval: a budget's call is no busier than the flusher's retries.
+        Thread.sleep(forTimeInterval: Double(PartitionLog.trimRetryIntervalNanoseconds) / 1e9)
+        let freed = log.releaseRecyclingReserve()
+        #expect(fileSize(sealedPath) == sealedBytes)
+        let filesAfter = try Self.segmentFileBytes(directory.path)
+        #expect(freed == filesBefore - filesAfter)
+        #expect(freed >= untrimmed - sealedBytes)
+        #expect(log.currentStatistics().diskBytes == filesAfter)
+        try log.flush()
+        #expect(log.failureReason == nil)
+    }
+
     @Test func withRecyclingOffRetentionDeletesFiles() throws {
         let directory = try ScratchDirectory()
         var configuration = LogConfiguration.testing(segmentBytesMax: 4096, retentionBytes: 12_288)
