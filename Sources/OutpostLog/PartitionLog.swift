@@ -129,6 +129,8 @@ public final class PartitionLog: @unchecked Sendable {
     /// Unlinks the files of segments retention removed, off the append lock (see `retire`). Its own queue,
     /// not the checkpoint queue's, so that waiting for it never waits out a spare's cache drop.
     private let fileRemovalQueue = DispatchQueue(label: "outpost-log-file-removal")
+    /// Set on `fileRemovalQueue`: deinit can run there, and must not wait for the queue then.
+    private let fileRemovalQueueKey = DispatchSpecificKey<Bool>()
     private var checkpointWriteScheduled = false
     /// Directory changes (a segment created or renamed, a spare retired) count up; the flusher fsyncs the
     /// directory before the next round's waiters are released, so a roll does no directory fsync under the
@@ -243,23 +245,38 @@ public final class PartitionLog: @unchecked Sendable {
         }
         rollIntoSpareOnFirstAppend = configuration.recycleSegments && !spares.isEmpty && (loaded.segments.last?.size ?? 0) > 0
         loaded.segments.last?.releaseBlocksPastEnd()
+        fileRemovalQueue.setSpecific(key: fileRemovalQueueKey, value: true)
     }
 
     deinit {
-        // close() is the orderly path. A log dropped without it still gets its written bytes fsynced and
-        // its indexes written; the flusher holds only a weak reference, so it ends by itself.
+        // close() is the orderly path. A log dropped without it still gets its written bytes fsynced, its
+        // indexes written and retention's unlinks done; the flusher holds only a weak reference, so it ends
+        // by itself.
         lock.lock()
-        var answers: [(callback: @Sendable (Result<Void, LogError>) -> Void, result: Result<Void, LogError>)] = []
-        if !closed {
+        let closing = !closed
+        var synchronized = false
+        if closing {
             try? writeQueueLocked()
             closed = true
             if let active = segments.last { try? active.trimToSize() }
             trimSealedSegmentsLocked(retryingAtOnce: true)
-            var synchronized = failure == nil
+            synchronized = failure == nil
             for segment in segments where segment.needsSynchronize {
                 if (try? segment.file.synchronize()) == nil { synchronized = false }
             }
             for segment in segments { segment.writePendingIndexEntries() }
+        }
+        lock.unlock()
+        // Queued unlinks would otherwise run after this, maybe after a reopen of the directory recovered
+        // those files as its segments, and unlink them under the new log. Not waited for on that queue
+        // itself (its last task held the last reference): what was queued before that task is done.
+        if DispatchQueue.getSpecific(key: fileRemovalQueueKey) == nil { fileRemovalQueue.sync {} }
+        lock.lock()
+        var answers: [(callback: @Sendable (Result<Void, LogError>) -> Void, result: Result<Void, LogError>)] = []
+        if closing {
+            // The unlinks, and a new segment's name: its data is not durable before its directory entry is.
+            let directoryDurable = (try? Directory.synchronize(directory)) != nil
+            if !directoryDurable && directoryGeneration > directorySynchronizedGeneration { synchronized = false }
             // Whoever still waits is answered, as close() would: nobody else is left to.
             let end = synchronized ? nextOffset : durableEnd
             answers = waiters.map { ($0.callback, $0.offset < end ? .success(()) : .failure(failure ?? .closed)) }
@@ -1507,6 +1524,9 @@ public final class PartitionLog: @unchecked Sendable {
     func awaitFileRemovals() {
         fileRemovalQueue.sync {}
     }
+
+    /// Testing only: the queue retention's unlinks run on (see `retire`), for a test to hold them up.
+    var fileRemovalQueueForTesting: DispatchQueue { fileRemovalQueue }
 
     /// Files were unlinked without the lock held: the flusher fsyncs the directory promptly (and close,
     /// once the flusher has stopped), so that a crash does not bring them back.

@@ -311,6 +311,58 @@ import Testing
         try reopened.close()
     }
 
+    /// Retention unlinks the files of the segments it deletes on a queue, off the append lock. A log dropped
+    /// without `close()` finishes those unlinks before its `deinit` returns, as `close()` does. Before, they
+    /// could still be queued when the directory was opened again, and then unlinked a segment the new log
+    /// had just recovered and held (here its first: the next open would start the log later).
+    @Test func aLogDroppedWithoutCloseFinishesRetentionsUnlinksBeforeAReopen() throws {
+        let directory = try ScratchDirectory()
+        var configuration = LogConfiguration.testing(segmentBytesMax: 4096, retentionBytes: 12_288)
+        configuration.recycleSegments = false
+        let gate = DispatchSemaphore(value: 0)
+        let answered = DispatchSemaphore(value: 0)
+        let removals: DispatchQueue
+        var model: [StoredBatch] = []
+        weak var weakLog: PartitionLog?
+        do {
+            let log = try PartitionLog.open(directory: directory.path, configuration: configuration)
+            // Retention's unlinks wait behind this until the gate opens.
+            removals = log.fileRemovalQueueForTesting
+            removals.async { gate.wait() }
+            var generator = SplitMix64(seed: 59)
+            for _ in 0..<200 where log.logStartOffset == 0 {
+                try appendBatch(log, randomRecords(count: 4, valueBytes: 100...300, using: &generator), into: &model)
+            }
+            try #require(log.logStartOffset > 0, "retention never deleted a segment")
+            #expect(FileManager.default.fileExists(atPath: directory.sub(SegmentNames.log(0))), "the unlink should still be queued")
+            // Answered at the end of deinit.
+            log.whenDurable(through: log.logEndOffset + 1000) { _ in answered.signal() }
+            weakLog = log
+        }
+        // The flusher may hold the log for a second or so; then deinit runs. A deinit that waits for the
+        // queued unlinks does not finish until the gate opens.
+        let deadline = Date().addingTimeInterval(30)
+        while weakLog != nil && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        try #require(weakLog == nil, "the log was never released")
+        if answered.wait(timeout: .now() + 1) == .timedOut {
+            gate.signal()
+            try #require(answered.wait(timeout: .now() + 30) == .success, "deinit never finished")
+        }
+
+        // Reopened as soon as the dropped log is gone, as a restart of the partition would.
+        let reopened = try PartitionLog.open(directory: directory.path, configuration: configuration)
+        defer { try? reopened.close() }
+        gate.signal()
+        removals.sync {}
+        let start = reopened.logStartOffset
+        #expect(FileManager.default.fileExists(atPath: directory.sub(SegmentNames.log(start))), "a segment the reopened log holds was unlinked under it")
+        #expect(try readEverything(reopened) == model.filter { $0.baseOffset >= start }.map(\.bytes))
+        try reopened.close()
+        let again = try PartitionLog.open(directory: directory.path, configuration: configuration)
+        defer { try? again.close() }
+        #expect(again.logStartOffset == start)
+    }
+
     /// A round's fsyncs (after a roll: the directory, the sealed segment with its deferred trim, the new
     /// segment) run at once: each target is done, and the round fails with a failure among them. A failed
     /// trim is no fsync's failure: reported apart, and its file is fsynced all the same.
