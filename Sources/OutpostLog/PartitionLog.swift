@@ -939,17 +939,22 @@ public final class PartitionLog: @unchecked Sendable {
         lock.lock()
         switch waitForWork() {
         case .stop:
-            flusherRunning = false
-            // After a failure nothing more becomes durable: answer whoever still waits.
+            // After a failure nothing more becomes durable: answer whoever still waits. Before the flusher
+            // counts as stopped, as a round answers its waiters before the next: close() returns only once
+            // everyone is answered. None can join them meanwhile: a closed or failed log takes no appends
+            // and answers new durability waits at once.
             let failed = failure.map { failure in (failure, waiters.map(\.callback)) }
             if failed != nil { waiters.removeAll() }
             let voided = takeVoidedWaiters()
-            lock.broadcast()
             lock.unlock()
             for (callback, error) in voided { callback(.failure(error)) }
             if let (failure, callbacks) = failed {
                 for callback in callbacks { callback(.failure(failure)) }
             }
+            lock.lock()
+            flusherRunning = false
+            lock.broadcast()
+            lock.unlock()
             return false
         case .idle:
             lock.unlock()

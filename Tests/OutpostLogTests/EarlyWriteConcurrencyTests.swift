@@ -538,8 +538,9 @@ import Testing
     /// close() while an early write is held that a full disk then fails (as in
     /// `aFullDiskFailsTheEarlyWriteAndEveryAppendBehindItAndTheRetriesTakeTheirOffsets`): close waits for
     /// the write, does not throw (a full disk does not fail the log), and every append is answered exactly
-    /// once — with success what was durable before the write, with `.diskFull` the early write's appends
-    /// and those queued behind it. The reopened log holds exactly the acknowledged ones.
+    /// once, before close returns — with success what was durable before the write, with `.diskFull` the
+    /// early write's appends and those queued behind it. The reopened log holds exactly the acknowledged
+    /// ones.
     @Test func closeDuringAnEarlyWriteThatAFullDiskFailsAnswersEveryAppendOnce() throws {
         let filesystem = try SmallFilesystem(size: "2m")
         defer { filesystem.unmount() }
@@ -585,6 +586,10 @@ import Testing
             let acknowledged = tracked.filter { $0.stored.baseOffset < written }
             let voided = tracked.filter { $0.stored.baseOffset >= written }
             #expect(voided.count >= 6 + 3)
+            // Answered before close returned, as when the write succeeds: a caller that closes the log and
+            // then shuts down what the callbacks use (the gateway stops its event loops) gets none later.
+            let unanswered = tracked.filter { acknowledgements.answers(of: $0.id).isEmpty }.map(\.stored.baseOffset)
+            #expect(unanswered.isEmpty, "close returned before answering the appends at \(unanswered)")
             #expect(acknowledgements.awaitAnswers(tracked.map(\.id)), "an append was never answered")
             Self.expectAcknowledgedOnce(acknowledgements, acknowledged)
             Self.expectFailedOnceForAFullDisk(acknowledgements, voided)
