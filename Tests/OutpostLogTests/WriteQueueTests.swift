@@ -223,7 +223,9 @@ import Testing
         let directory = try ScratchDirectory()
         let fsyncGate = FsyncGate()
         let writeGate = FsyncGate()
-        let configuration = LogConfiguration.testing(segmentBytesMax: 16 << 10, fsync: .always)
+        // The flusher gathers (and writes early) only for as long as the last fsync took: on a tmpfs, or a
+        // disk with a fast cache, microseconds, gone before its thread is back to gather.
+        let configuration = Self.slowFsyncConfiguration(fsyncMilliseconds: 50, segmentBytesMax: 16 << 10)
         var generator = SplitMix64(seed: 307)
         var model: [StoredBatch] = []
         let outcomes = Outcomes()
