@@ -324,8 +324,12 @@ import Testing
         let removals: DispatchQueue
         var model: [StoredBatch] = []
         weak var weakLog: PartitionLog?
+        // The last reference is dropped on a thread of its own: a deinit that waits for the held queue must
+        // not hold up this test, which opens the gate (deinit runs on whichever thread drops it last).
+        let holder = LockedBox<PartitionLog?>(nil)
         do {
             let log = try PartitionLog.open(directory: directory.path, configuration: configuration)
+            holder.set(log)
             // Retention's unlinks wait behind this until the gate opens.
             removals = log.fileRemovalQueueForTesting
             removals.async { gate.wait() }
@@ -339,6 +343,7 @@ import Testing
             log.whenDurable(through: log.logEndOffset + 1000) { _ in answered.signal() }
             weakLog = log
         }
+        Thread { holder.set(nil) }.start()
         // The flusher may hold the log for a second or so; then deinit runs. A deinit that waits for the
         // queued unlinks does not finish until the gate opens.
         let deadline = Date().addingTimeInterval(30)
