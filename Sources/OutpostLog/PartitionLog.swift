@@ -129,13 +129,17 @@ public final class PartitionLog: @unchecked Sendable {
     /// Unlinks the files of segments retention removed, off the append lock (see `retire`). Its own queue,
     /// not the checkpoint queue's, so that waiting for it never waits out a spare's cache drop.
     private let fileRemovalQueue = DispatchQueue(label: "outpost-log-file-removal")
-    /// Set on `fileRemovalQueue`: deinit can run there, and must not wait for the queue then.
-    private let fileRemovalQueueKey = DispatchSpecificKey<Bool>()
     private var checkpointWriteScheduled = false
     /// Directory changes (a segment created or renamed, a spare retired) count up; the flusher fsyncs the
     /// directory before the next round's waiters are released, so a roll does no directory fsync under the
     /// append lock. A new segment's data is never acknowledged before its directory entry is durable.
-    private var directoryGeneration: UInt64 = 0
+    /// Kept in a box under `lock`, so that retention's removal tasks count their unlinks without holding
+    /// the log: a task that held it could run deinit on the removal queue, which deinit waits for.
+    private let directoryChanges = DirectoryChanges()
+    private var directoryGeneration: UInt64 {
+        get { directoryChanges.generation }
+        set { directoryChanges.generation = newValue }
+    }
     private var directorySynchronizedGeneration: UInt64 = 0
     private var statistics = LogStatistics()
     /// Waiters of queued appends a full disk voided (see `writeQueueLocked`), for the flusher to answer.
@@ -245,7 +249,6 @@ public final class PartitionLog: @unchecked Sendable {
         }
         rollIntoSpareOnFirstAppend = configuration.recycleSegments && !spares.isEmpty && (loaded.segments.last?.size ?? 0) > 0
         loaded.segments.last?.releaseBlocksPastEnd()
-        fileRemovalQueue.setSpecific(key: fileRemovalQueueKey, value: true)
     }
 
     deinit {
@@ -259,7 +262,7 @@ public final class PartitionLog: @unchecked Sendable {
             try? writeQueueLocked()
             closed = true
             if let active = segments.last { try? active.trimToSize() }
-            trimSealedSegmentsLocked(retryingAtOnce: true)
+            trimSealedSegmentsLocked()
             synchronized = failure == nil
             for segment in segments where segment.needsSynchronize {
                 if (try? segment.file.synchronize()) == nil { synchronized = false }
@@ -268,9 +271,9 @@ public final class PartitionLog: @unchecked Sendable {
         }
         lock.unlock()
         // Queued unlinks would otherwise run after this, maybe after a reopen of the directory recovered
-        // those files as its segments, and unlink them under the new log. Not waited for on that queue
-        // itself (its last task held the last reference): what was queued before that task is done.
-        if DispatchQueue.getSpecific(key: fileRemovalQueueKey) == nil { fileRemovalQueue.sync {} }
+        // those files as its segments, and unlink them under the new log. No task on that queue holds the
+        // log (see `directoryChanges`), so this never runs there.
+        fileRemovalQueue.sync {}
         lock.lock()
         var answers: [(callback: @Sendable (Result<Void, LogError>) -> Void, result: Result<Void, LogError>)] = []
         if closing {
@@ -370,7 +373,8 @@ public final class PartitionLog: @unchecked Sendable {
 
     /// Appends like `append(_:partitionLeaderEpoch:)` and calls `whenDurable` with the same result once the
     /// batches are fsynced, or with the error that means they never will be (their offsets are then void and
-    /// may be assigned again). If this throws, `whenDurable` is never called.
+    /// may be assigned again). If this throws, `whenDurable` is never called. `whenDurable` runs as the
+    /// callback of `whenDurable(through:_:)` does: on the flusher thread, short, never calling `close()` or `flush()`.
     ///
     /// Under `fsync: always` the batches are not written here: they join a queue that the flusher writes
     /// right before its next fsync, the whole group in one vectored write (group commit on the write as well
@@ -727,9 +731,10 @@ public final class PartitionLog: @unchecked Sendable {
         sealed.indexes.offsetsWritten = sealedOffsets.count
         sealed.indexes.timesWritten = sealedTimes.count
         // A recycled file's old contents past the last batch go: the flusher cuts them right before the
-        // fdatasync that makes the new size durable, in the round that also covers the new segment (and
-        // before the recovery point can pass this segment). Recorded only now: a cut pending on a segment
-        // that stayed active would take the appends written after it.
+        // fdatasync that makes the new size durable, in the round that also covers the new segment. If that
+        // cut fails, the recovery point may still pass this segment: recovery cuts old contents past a sealed
+        // segment's last batch (see `LogLoader`). Recorded only now: a cut pending on a segment that stayed
+        // active would take the appends written after it.
         sealed.deferTrimToSize()
         // The new file's directory entry must be durable before anything in it counts as committed: the
         // flusher fsyncs the directory in the round that first makes its data durable.
@@ -838,8 +843,9 @@ public final class PartitionLog: @unchecked Sendable {
         rollIntoSpareOnFirstAppend = false  // that spare is gone; a later one is not a restart's
         for spare in released { spare.cacheDrop?.cancel() }
         var freed = released.reduce(0) { $0 + $1.bytes }
-        // Sealed segments' trims the flusher has not done (or could not) free their old contents too.
-        freed += trimSealedSegmentsLocked(retryingAtOnce: false)
+        // Sealed segments' trims the flusher has not done (or could not) free their old contents too: at once,
+        // also one that failed a moment ago, since what this frees would otherwise be data dropped.
+        freed += trimSealedSegmentsLocked()
         if let active = segments.last, active.recycled || active.reservedEnd > active.size {
             let before = active.fileBytes
             do {
@@ -859,7 +865,8 @@ public final class PartitionLog: @unchecked Sendable {
     // MARK: Durability
 
     /// Calls `callback` once every offset up to and including `offset` is fsynced (at once if already),
-    /// or with the error that makes that impossible. The callback runs on the flusher thread: keep it short.
+    /// or with the error that makes that impossible. The callback runs on the flusher thread: keep it short,
+    /// and do not call `close()` or `flush()` from it (both wait for that thread).
     public func whenDurable(through offset: Offset, _ callback: @escaping @Sendable (Result<Void, LogError>) -> Void) {
         lock.lock()
         if offset < durableEnd {
@@ -1087,18 +1094,16 @@ public final class PartitionLog: @unchecked Sendable {
         ])
     }
 
-    /// Does the deferred trims no flusher round holds (lock held): at close or in deinit, where no round
-    /// follows, and for a disk budget that wants its space back; a failure is handled as in a round. A
-    /// failed trim is tried again only when its retry is due, unless `retryingAtOnce` (close, deinit: the
-    /// last chance). A trimmed segment's new size needs its next fdatasync (`metadataDirty`). Returns the
-    /// bytes freed.
+    /// Does the deferred trims no flusher round holds (lock held), failed ones too, whether or not their
+    /// retry is due: at close or in deinit, the last chance, and for a disk budget that wants its space back
+    /// before it drops data. A failure is handled as in a round. A trimmed segment's new size needs its next
+    /// fdatasync (`metadataDirty`). Returns the bytes freed.
     @discardableResult
-    private func trimSealedSegmentsLocked(retryingAtOnce: Bool) -> Int {
+    private func trimSealedSegmentsLocked() -> Int {
         var freed = 0
         let now = MonotonicCondition.uptimeNanoseconds()
         for segment in segments where !segment.truncationInFlight {
             guard let truncation = dueTruncation(of: segment) else { continue }
-            if segment.trimFailedAtUptimeNanoseconds != nil && !retryingAtOnce && !trimRetryDue(segment, now: now) { continue }
             let before = segment.fileBytes
             do {
                 try Self.trim(segment.file, to: truncation, hook: trimHook)
@@ -1503,6 +1508,11 @@ public final class PartitionLog: @unchecked Sendable {
         logger.warning("dropped the oldest segment to stay within the disk budget", metadata: [
             "directory": "\(directory)", "offsets": "\(oldest.baseOffset)..<\(newStart)", "bytes": "\(oldest.size)",
         ])
+        if let damagedFrom = oldest.corruptFrom {
+            logger.warning("the dropped segment was one recovery had found damaged; what lay past the damage was never salvaged", metadata: [
+                "path": "\(oldest.logPath)", "damaged_from": "\(damagedFrom)",
+            ])
+        }
         return (oldest.baseOffset..<newStart, oldest.size)
     }
 
@@ -1536,8 +1546,12 @@ public final class PartitionLog: @unchecked Sendable {
     /// Files were unlinked without the lock held: the flusher fsyncs the directory promptly (and close,
     /// once the flusher has stopped), so that a crash does not bring them back.
     private func directoryChangedOffTheLock() {
+        Self.countDirectoryChange(directoryChanges, lock: lock)
+    }
+
+    private static func countDirectoryChange(_ changes: DirectoryChanges, lock: MonotonicCondition) {
         lock.lock()
-        directoryGeneration += 1
+        changes.generation += 1
         lock.broadcast()
         lock.unlock()
     }
@@ -1589,8 +1603,8 @@ public final class PartitionLog: @unchecked Sendable {
         // Logged off the lock: a log handler's write is not the appenders' to wait for. Queued after this
         // pass's unlinks, so the directory is marked changed once they are done: a round that fsynced it
         // in between did not make them durable.
-        fileRemovalQueue.async { [weak self, logger, directory, outcome] in
-            self?.directoryChangedOffTheLock()
+        fileRemovalQueue.async { [lock, directoryChanges, logger, directory, outcome] in
+            Self.countDirectoryChange(directoryChanges, lock: lock)
             logger.info("retention deleted segments", metadata: [
                 "directory": "\(directory)", "segments": "\(outcome.deletedSegments.count)", "bytes": "\(outcome.deletedBytes)",
                 "log_start_offset": "\(outcome.logStartOffset)",
@@ -1624,7 +1638,7 @@ public final class PartitionLog: @unchecked Sendable {
         for segment in segments { segment.writePendingIndexEntries() }
         // A deferred trim that failed in a round gets a last try; one that fails again the next open cuts.
         if failure == nil {
-            trimSealedSegmentsLocked(retryingAtOnce: true)
+            trimSealedSegmentsLocked()
             for segment in segments.dropLast() where segment.needsSynchronize {
                 do {
                     try segment.file.synchronize()
@@ -1688,6 +1702,11 @@ final class AppendBuffer: @unchecked Sendable {
     }
 
     deinit { buffer.deallocate() }
+}
+
+/// The log's count of directory changes (see `PartitionLog.directoryChanges`); guarded by the log's lock.
+final class DirectoryChanges: @unchecked Sendable {
+    var generation: UInt64 = 0
 }
 
 /// A durability callback and the offset it waits for; `ofAppend` when an append registered it with itself.
