@@ -396,6 +396,22 @@ import Testing
         #expect(try readEverything(reopened) == model.map(\.bytes))
     }
 
+    /// `closedLogWithSmallSegments` with a byte under the CRC of batch `batchIndex` of its second segment
+    /// flipped: a corrupt sealed segment for the next open to find. That segment's layout and path.
+    static func closedLogWithADamagedSealedSegment(
+        _ directory: String, damagingBatch batchIndex: Int
+    ) throws -> (segment: (base: Offset, batches: [(position: Int, batch: StoredBatch)]), path: String, configuration: LogConfiguration) {
+        let (model, bases, configuration) = try closedLogWithSmallSegments(directory)
+        try #require(bases.count >= 4)
+        let segment = layout(model, bases: bases)[1]
+        try #require(segment.batches.count > batchIndex)
+        let path = directory + "/" + SegmentNames.log(segment.base)
+        var bytes = try fileBytes(path)
+        bytes[segment.batches[batchIndex].position + RecordBatchLayout.headerSize + 2] ^= 0x40
+        try writeFile(path, bytes)
+        return (segment, path, configuration)
+    }
+
     /// A closed log with ≥ 4 segments whose indexes hold one entry each (the tail check covers whole
     /// segments), its model and bases.
     static func closedLogWithSmallSegments(_ directory: String) throws -> (model: [StoredBatch], bases: [Offset], configuration: LogConfiguration) {

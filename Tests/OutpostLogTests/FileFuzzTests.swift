@@ -341,15 +341,8 @@ import Testing
     /// next segment, leaving a hole its caller could not see.
     @Test func aHeaderWalkStopsWithAnErrorAtDamageFoundOnOpen() throws {
         let directory = try ScratchDirectory()
-        let (model, bases, configuration) = try CorruptionTests.closedLogWithSmallSegments(directory.path)
-        let segments = layout(model, bases: bases)
-        let sealed = segments[1]
-        try #require(sealed.batches.count >= 3 && segments.count >= 3)
+        let (sealed, path, configuration) = try CorruptionTests.closedLogWithADamagedSealedSegment(directory.path, damagingBatch: 2)
         let damagedPosition = sealed.batches[2].position
-        let path = directory.path + "/" + SegmentNames.log(sealed.base)
-        var bytes = try fileBytes(path)
-        bytes[damagedPosition + RecordBatchLayout.headerSize + 2] ^= 0x40  // under the CRC
-        try writeFile(path, bytes)
 
         let log = try PartitionLog.open(directory: directory.path, configuration: configuration)
         defer { try? log.close() }

@@ -292,15 +292,9 @@ import Testing
     /// batches after it (salvage can save them) are above it. Retention once deleted the segment there.
     @Test func retentionKeepsACorruptSegmentWhoseBatchesAfterTheDamageAreAboveTheFloor() throws {
         let directory = try ScratchDirectory()
-        let (model, bases, configuration) = try CorruptionTests.closedLogWithSmallSegments(directory.path)
-        try #require(bases.count >= 4)
-        let segment = layout(model, bases: bases)[1]
+        let (segment, path, configuration) = try CorruptionTests.closedLogWithADamagedSealedSegment(directory.path, damagingBatch: 1)
         try #require(segment.batches.count >= 4)
-        let (damagedPosition, damaged) = segment.batches[1]
-        let path = directory.path + "/" + SegmentNames.log(segment.base)
-        var bytes = try fileBytes(path)
-        bytes[damagedPosition + RecordBatchLayout.headerSize + 2] ^= 0x40  // under the CRC
-        try writeFile(path, bytes)
+        let damaged = segment.batches[1].batch
 
         var retaining = configuration
         retaining.retentionBytes = 4096
@@ -322,15 +316,7 @@ import Testing
     /// where the damage began, apart from the healthy segments deleted with it.
     @Test func retentionThatDeletesACorruptSegmentSaysSo() throws {
         let directory = try ScratchDirectory()
-        let (model, bases, configuration) = try CorruptionTests.closedLogWithSmallSegments(directory.path)
-        try #require(bases.count >= 4)
-        let segment = layout(model, bases: bases)[1]
-        try #require(segment.batches.count >= 2)
-        let damagedPosition = segment.batches[1].position
-        let path = directory.path + "/" + SegmentNames.log(segment.base)
-        var bytes = try fileBytes(path)
-        bytes[damagedPosition + RecordBatchLayout.headerSize + 2] ^= 0x40  // under the CRC
-        try writeFile(path, bytes)
+        let (segment, path, configuration) = try CorruptionTests.closedLogWithADamagedSealedSegment(directory.path, damagingBatch: 1)
 
         var retaining = configuration
         retaining.retentionBytes = 4096
