@@ -121,7 +121,11 @@ let package = Package(
             swiftSettings: swiftSettings),
         .testTarget(name: "OutpostBrokerTests", dependencies: ["OutpostBroker", "OutpostKafka", "OutpostLog", .nioCore, .nioPosix], swiftSettings: swiftSettings),
         .testTarget(
-            name: "OutpostGatewayTests", dependencies: ["OutpostGateway", "OutpostLog", "OutpostCore", "OutpostTestSupport", .nioCore, .nioPosix],
+            name: "OutpostGatewayTests",
+            dependencies: [
+                "OutpostGateway", "OutpostLog", "OutpostCore", "OutpostTestSupport", .nioCore, .nioPosix, .metrics,
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
             swiftSettings: swiftSettings),
         .testTarget(name: "OutpostSimulatorTests", dependencies: ["OutpostSimulator", "OutpostLog", "OutpostCore"], swiftSettings: swiftSettings),
         // Multi-process and interop tests: real clients, real processes, the built `outpost` binary.

@@ -1,6 +1,7 @@
 import CoreMetrics
 import Metrics
 import OutpostCore
+import OutpostLog
 
 /// The gateway's metrics, created once (swift-metrics handles are cheap to update, costly to create).
 /// Exported by OutpostOperations as `outpost_gateway_*` on `/metrics`.
@@ -25,9 +26,7 @@ final class GatewayMetrics: Sendable {
     let deadLettered: Counter
     let deadLetterDropped: Counter
     let storageErrors: Counter
-    let fsyncs: Gauge
-    let fsyncSeconds: Gauge
-    let logBytes: Gauge
+    let log = LogMetrics()
     let httpResponses: [Int: Counter]
     /// SIGHUP reloads, by result: `applied` or `failed` (a bad file keeps the running configuration).
     let configurationReloadsApplied: Counter
@@ -57,13 +56,37 @@ final class GatewayMetrics: Sendable {
         deadLettered = Counter(label: "outpost_gateway_dead_letter_total")
         deadLetterDropped = Counter(label: "outpost_gateway_dead_letter_dropped_total")
         storageErrors = Counter(label: "outpost_gateway_storage_errors_total")
-        fsyncs = Gauge(label: "outpost_gateway_log_fsyncs")
-        fsyncSeconds = Gauge(label: "outpost_gateway_log_fsync_seconds")
-        logBytes = Gauge(label: "outpost_gateway_log_bytes")
         configurationReloadsApplied = Counter(label: "outpost_gateway_config_reloads_total", dimensions: [("result", "applied")])
         configurationReloadsFailed = Counter(label: "outpost_gateway_config_reloads_total", dimensions: [("result", "failed")])
         httpResponses = Dictionary(uniqueKeysWithValues: [204, 400, 404, 405, 413, 500, 503].map {
             ($0, Counter(label: "outpost_gateway_http_responses_total", dimensions: [("status", String($0))]))
         })
+    }
+}
+
+/// What the topic's partition logs count (`LogStatistics`), summed over the partitions and recorded at each
+/// maintenance tick. Each is a total since the logs were opened, so a restart starts them again from zero.
+final class LogMetrics: Sendable {
+    let fsyncs: Gauge
+    let fsyncSeconds: Gauge
+    let bytes: Gauge
+    /// Deferred trims of a sealed segment's stale tail that failed (`LogStatistics.trimFailures`): the file
+    /// system refused a truncation. The log goes on and retries, and each failure is logged at error level
+    /// with the segment's path; until a retry or the next open cuts them, the disk holds more than `bytes`.
+    let trimFailures: Gauge
+
+    /// - Parameter factory: the swift-metrics backend; tests pass one of their own.
+    init(factory: any MetricsFactory = MetricsSystem.factory) {
+        fsyncs = Gauge(label: "outpost_gateway_log_fsyncs", factory: factory)
+        fsyncSeconds = Gauge(label: "outpost_gateway_log_fsync_seconds", factory: factory)
+        bytes = Gauge(label: "outpost_gateway_log_bytes", factory: factory)
+        trimFailures = Gauge(label: "outpost_gateway_log_trim_failures_total", factory: factory)
+    }
+
+    func record(_ partitions: [LogStatistics]) {
+        fsyncs.record(partitions.reduce(0) { $0 + $1.fsyncCount })
+        fsyncSeconds.record(partitions.reduce(0) { $0 + $1.fsyncSecondsTotal })
+        bytes.record(partitions.reduce(0) { $0 + $1.sizeBytes })
+        trimFailures.record(partitions.reduce(0) { $0 + $1.trimFailures })
     }
 }

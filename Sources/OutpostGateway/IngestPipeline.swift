@@ -143,19 +143,8 @@ public final class IngestPipeline: Sendable {
     /// Periodic work: dead letters, gauges from the logs, retention. Called by the gateway's timer.
     func maintenance(retention: Bool) {
         rejects.flushDeadLetters()
-        var fsyncs = 0
-        var fsyncSeconds = 0.0
-        var bytes = 0
-        for partition in topicLog.partitions {
-            if retention { partition.enforceRetention() }
-            let statistics = partition.currentStatistics()
-            fsyncs += statistics.fsyncCount
-            fsyncSeconds += statistics.fsyncSecondsTotal
-            bytes += statistics.sizeBytes
-        }
-        metrics.fsyncs.record(fsyncs)
-        metrics.fsyncSeconds.record(fsyncSeconds)
-        metrics.logBytes.record(bytes)
+        for partition in topicLog.partitions where retention { partition.enforceRetention() }
+        metrics.log.record(topicLog.partitions.map { $0.currentStatistics() })
         metrics.backPressureSeconds.record(gate.closedSeconds)
     }
 
