@@ -22,7 +22,8 @@ import OutpostCore
 ///    A sealed one holds them still when its deferred trim failed or never ran: then its last batch ends
 ///    where the next segment starts, nothing of the log lies past it, and in both passes the old contents
 ///    are cut as such — neither damage kept for salvage nor a cut that removes the later segments.
-/// 5. fsync what was scanned (a process crash leaves data in the page cache that is not yet on disk),
+/// 5. fsync what was scanned (a process crash leaves data in the page cache that is not yet on disk), give
+///    back disk blocks reserved past any file's end (for queued appends; invisible to the checks above),
 ///    rewrite rebuilt indexes, and report.
 ///
 /// Batch lengths are bounded here only by the file (structure), not by the append limit: a log written
@@ -159,6 +160,10 @@ struct LogLoader {
             segment.synchronizedSize = segment.size
             segment.reservedEnd = segment.size
         }
+        // Nor does anything lie in blocks a reservation took past a file's size: a crash before the write
+        // into them (the active segment), or before a sealed segment's deferred trim, leaves them held, where
+        // no size check sees them and `diskBytes` does not count them. Given back from every file.
+        for segment in segments { releaseBlocksPastEnd(of: segment.file, size: segment.size) }
         for segment in rewriteIndexes { segment.rewriteIndexFiles() }
         let active = segments[segments.count - 1]
         checkpoint.recoveryPoint = max(recoveryPoint, active.baseOffset)
@@ -181,6 +186,16 @@ struct LogLoader {
         report.logEndOffset = active.nextOffset
         report.recoveryPoint = checkpoint.recoveryPoint
         return Loaded(segments: segments, spares: spares, report: report, checkpoint: checkpoint)
+    }
+
+    /// Gives back a file's blocks past its size. A failure keeps them held, which costs disk but no data:
+    /// a warning, and the log opens.
+    private func releaseBlocksPastEnd(of file: SegmentFile, size: Int) {
+        do {
+            try file.releaseBlocks(pastEnd: size)
+        } catch {
+            logger.warning("could not give back disk reserved past a file's end", metadata: ["path": "\(file.path)", "error": "\(error)"])
+        }
     }
 
     /// Cuts a segment's file at the end of its valid prefix and reports what went.

@@ -248,7 +248,6 @@ public final class PartitionLog: @unchecked Sendable {
             return SpareFile(path: spare.path, bytes: spare.bytes, retired: nil, directoryGeneration: 0, cacheDrop: nil)
         }
         rollIntoSpareOnFirstAppend = configuration.recycleSegments && !spares.isEmpty && (loaded.segments.last?.size ?? 0) > 0
-        loaded.segments.last?.releaseBlocksPastEnd()
     }
 
     deinit {

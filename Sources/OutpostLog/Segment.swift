@@ -146,12 +146,11 @@ final class Segment: @unchecked Sendable {
         reservedEnd = size
     }
 
-    /// Gives back blocks a reservation took past the file's end before a crash (an active segment found on
-    /// open): the file no longer says how far it reaches, so writes reserve afresh.
+    /// Gives back blocks a reservation took past the file's end that nothing will write (appends the log
+    /// gave up on): the file no longer says how far it reaches, so writes reserve afresh. Best effort: what
+    /// stays is given back when the segment is sealed, or by the next open (see `LogLoader`, pass 5).
     func releaseBlocksPastEnd() {
-        let blockRoundedSize = (size + SegmentFile.pageSize - 1) & ~(SegmentFile.pageSize - 1)
-        guard let allocated = try? file.allocatedBytes(), allocated > blockRoundedSize else { return }
-        _ = try? file.truncate(to: size)
+        _ = try? file.releaseBlocks(pastEnd: size)
     }
 
     /// Unsynced bytes or an unsynced trim.

@@ -124,6 +124,14 @@ final class SegmentFile: @unchecked Sendable {
         }
     }
 
+    /// Gives back the blocks past the file's `size` that a reservation took and nothing wrote (the file's
+    /// size does not show them): truncating to the same size frees them. One fstat when there are none.
+    func releaseBlocks(pastEnd size: Int) throws(LogError) {
+        let blockRoundedSize = (size + Self.pageSize - 1) & ~(Self.pageSize - 1)
+        guard try allocatedBytes() > blockRoundedSize else { return }
+        try truncate(to: size)
+    }
+
     /// Bytes of disk the file holds (its blocks, which a reservation can take past its size).
     func allocatedBytes() throws(LogError) -> Int {
         var status = stat()

@@ -425,6 +425,52 @@ import Testing
         try reopened.close()
     }
 
+    /// A segment sealed while appends queued in it had reserved blocks past its end keeps them until the
+    /// flusher's deferred trim; a crash after the roll and before that trim leaves them there, past the
+    /// file's size, where no size check sees them. Open gives them back for every segment, whether it trusts
+    /// the sealed segment (below the recovery point) or scans it (the checkpoint lost), as it does for the
+    /// active one. Before, only the active segment's went: a sealed segment's stayed held, uncounted in
+    /// `diskBytes`, until retention deleted the segment.
+    @Test(arguments: [true, false]) func spaceReservedPastASealedSegmentsEndGoesOnOpen(withCheckpoint: Bool) throws {
+        let directory = try ScratchDirectory()
+        // Recycling off: every segment is a new file, where queued appends reserve their space.
+        var configuration = LogConfiguration.testing(segmentBytesMax: 4096, fsync: .always)
+        configuration.recycleSegments = false
+        var generator = SplitMix64(seed: 306)
+        var model: [StoredBatch] = []
+        let outcomes = Outcomes()
+        do {
+            let log = try PartitionLog.open(directory: directory.path, configuration: configuration)
+            while try segmentBases(directory.path).count < 4 {
+                try Self.appendAwaitingDurability(log, randomRecords(count: 2, valueBytes: 300...600, using: &generator), into: &model, outcomes: outcomes)
+            }
+            #expect(outcomes.wait())
+            try log.close()
+        }
+        // The crash state, reserved here the way the log does: blocks past each sealed segment's end.
+        let bases = try segmentBases(directory.path)
+        let sealed = bases.dropLast().map { directory.sub(SegmentNames.log($0)) }
+        let reservedBytes = 256 << 10
+        for path in sealed {
+            let size = fileSize(path)
+            #expect(try SegmentFile(path: path, create: false).reserve(reservedBytes, at: size))
+            try #require(Self.allocatedBytes(path) >= size + reservedBytes, "the reservation took no blocks")
+            #expect(fileSize(path) == size)
+        }
+        if !withCheckpoint { try FileManager.default.removeItem(atPath: directory.sub("checkpoint")) }
+
+        let reopened = try PartitionLog.open(directory: directory.path, configuration: configuration)
+        for path in sealed {
+            #expect(Self.allocatedBytes(path) <= Self.blockRounded(fileSize(path)) + 4096, "blocks past \(path)'s end are still held")
+        }
+        let logFiles = bases.map { directory.sub(SegmentNames.log($0)) }
+        #expect(reopened.currentStatistics().diskBytes == logFiles.reduce(0) { $0 + fileSize($1) })
+        #expect(reopened.recoveryReport.truncatedBytes == 0)
+        #expect(reopened.recoveryReport.corruptSealedSegments.isEmpty)
+        #expect(try readEverything(reopened) == model.map(\.bytes))
+        try reopened.close()
+    }
+
     static func allocatedBytes(_ path: String) -> Int {
         var status = stat()
         guard stat(path, &status) == 0 else { return -1 }
