@@ -54,9 +54,12 @@ struct LogLoader {
         var spares: [(path: String, bytes: Int)] = []
         for name in names where name.hasSuffix(".spare") {
             let path = directory + "/" + name
-            let bytes = (try? SegmentFile(path: path, create: false).size()) ?? 0
+            let file = try? SegmentFile(path: path, create: false)
+            let bytes = (try? file?.size()) ?? 0
             // One spare is all a roll needs; more (or any, when recycling is off) would only hold disk.
-            if configuration.recycleSegments && spares.isEmpty && bytes > 0 {
+            if configuration.recycleSegments && spares.isEmpty && bytes > 0, let file {
+                // A segment retired before its deferred trim keeps blocks reserved past its end (see pass 5).
+                releaseBlocksPastEnd(of: file, size: bytes)
                 spares.append((path, bytes))
             } else {
                 try Directory.remove(path)

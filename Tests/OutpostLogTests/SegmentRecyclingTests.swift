@@ -152,6 +152,31 @@ import Glibc
         #expect(check.isIntact, "\(check.problems)")
     }
 
+    /// A segment that retention retires into the spare before its deferred trim keeps the blocks reserved
+    /// past its end for queued appends, and a restart knows the spare only by its size: open gives them
+    /// back, so `diskBytes` is what the files hold. Before, they stayed held and uncounted until a roll
+    /// reused the file and sealed it again.
+    @Test func blocksReservedPastTheSparesEndGoOnOpen() throws {
+        let directory = try ScratchDirectory()
+        let configuration = LogConfiguration.testing(segmentBytesMax: 4096, retentionBytes: 12_288)
+        var generator = SplitMix64(seed: 515)
+        var model: [StoredBatch] = []
+        try Self.closedLogWithSpare(directory.path, configuration, extraBatches: 1, model: &model, using: &generator)
+        let spare = directory.sub(try #require(try Self.names(directory.path, suffix: ".spare").first))
+        let spareSize = fileSize(spare)
+        // Reserved here the way the log does.
+        #expect(try SegmentFile(path: spare, create: false).reserve(256 << 10, at: spareSize))
+        try #require(WriteQueueTests.allocatedBytes(spare) >= spareSize + (256 << 10), "the reservation took no blocks")
+
+        let reopened = try PartitionLog.open(directory: directory.path, configuration: configuration)
+        defer { try? reopened.close() }
+        #expect(fileSize(spare) == spareSize)
+        #expect(WriteQueueTests.allocatedBytes(spare) <= WriteQueueTests.blockRounded(spareSize) + 4096, "blocks past the spare's end are still held")
+        let files = try Self.names(directory.path, suffix: ".log") + [URL(fileURLWithPath: spare).lastPathComponent]
+        #expect(reopened.currentStatistics().diskBytes == files.reduce(0) { $0 + fileSize(directory.sub($1)) })
+        #expect(try readEverything(reopened) == model.map(\.bytes))
+    }
+
     /// Without a spare file there is nothing to roll into: a reopened log appends to its active segment.
     @Test func withoutASpareTheReopenedLogKeepsItsActiveSegment() throws {
         let directory = try ScratchDirectory()
