@@ -59,7 +59,7 @@ struct LogLoader {
             // One spare is all a roll needs; more (or any, when recycling is off) would only hold disk.
             if configuration.recycleSegments && spares.isEmpty && bytes > 0, let file {
                 // A segment retired before its deferred trim keeps blocks reserved past its end (see pass 5).
-                releaseBlocksPastEnd(of: file, size: bytes)
+                releaseBlocksPastEnd(of: file)
                 spares.append((path, bytes))
             } else {
                 try Directory.remove(path)
@@ -166,7 +166,7 @@ struct LogLoader {
         // Nor does anything lie in blocks a reservation took past a file's size: a crash before the write
         // into them (the active segment), or before a sealed segment's deferred trim, leaves them held, where
         // no size check sees them and `diskBytes` does not count them. Given back from every file.
-        for segment in segments { releaseBlocksPastEnd(of: segment.file, size: segment.size) }
+        for segment in segments { releaseBlocksPastEnd(of: segment.file) }
         for segment in rewriteIndexes { segment.rewriteIndexFiles() }
         let active = segments[segments.count - 1]
         checkpoint.recoveryPoint = max(recoveryPoint, active.baseOffset)
@@ -193,9 +193,9 @@ struct LogLoader {
 
     /// Gives back a file's blocks past its size. A failure keeps them held, which costs disk but no data:
     /// a warning, and the log opens.
-    private func releaseBlocksPastEnd(of file: SegmentFile, size: Int) {
+    private func releaseBlocksPastEnd(of file: SegmentFile) {
         do {
-            try file.releaseBlocks(pastEnd: size)
+            try file.releaseBlocksPastEnd()
         } catch {
             logger.warning("could not give back disk reserved past a file's end", metadata: ["path": "\(file.path)", "error": "\(error)"])
         }

@@ -150,7 +150,7 @@ final class Segment: @unchecked Sendable {
     /// gave up on): the file no longer says how far it reaches, so writes reserve afresh. Best effort: what
     /// stays is given back when the segment is sealed, or by the next open (see `LogLoader`, pass 5).
     func releaseBlocksPastEnd() {
-        _ = try? file.releaseBlocks(pastEnd: size)
+        _ = try? file.releaseBlocksPastEnd()
     }
 
     /// Unsynced bytes or an unsynced trim.

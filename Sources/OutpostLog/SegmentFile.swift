@@ -124,11 +124,15 @@ final class SegmentFile: @unchecked Sendable {
         }
     }
 
-    /// Gives back the blocks past the file's `size` that a reservation took and nothing wrote (the file's
-    /// size does not show them): truncating to the same size frees them. One fstat when there are none.
-    func releaseBlocks(pastEnd size: Int) throws(LogError) {
+    /// Gives back the blocks past the file's end that a reservation took and nothing wrote (the file's
+    /// size does not show them): truncating to its own size frees them, and cuts no byte. One fstat when
+    /// there are none.
+    func releaseBlocksPastEnd() throws(LogError) {
+        var status = stat()
+        guard fstat(descriptor, &status) == 0 else { throw .io(operation: "fstat", path: path, errno: errno) }
+        let size = Int(status.st_size)
         let blockRoundedSize = (size + Self.pageSize - 1) & ~(Self.pageSize - 1)
-        guard try allocatedBytes() > blockRoundedSize else { return }
+        guard Int(status.st_blocks) * 512 > blockRoundedSize else { return }
         try truncate(to: size)
     }
 
