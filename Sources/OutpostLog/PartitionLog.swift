@@ -162,10 +162,12 @@ public final class PartitionLog: @unchecked Sendable {
     private var flusherGathering = false
     /// The flusher is in a round: it has taken its targets and not yet recorded what became durable.
     private var roundInFlight = false
-    /// Testing only: see `fsyncHookForTesting`, `earlyWriteHookForTesting`, `trimHookForTesting`.
+    /// Testing only: see `fsyncHookForTesting`, `earlyWriteHookForTesting`, `trimHookForTesting`,
+    /// `fileSynchronizeHookForTesting`.
     private var fsyncHook: (@Sendable () -> Void)?
     private var earlyWriteHook: (@Sendable () -> Void)?
     private var trimHook: TrimHook?
+    private var fileSynchronizeHook: FileSynchronizeHook?
     /// The longest the flusher gathers a group (see `waitForWork`); tests lengthen it.
     private var gatherWindowMaxNanoseconds: UInt64 = 1_000_000
     /// Appends under `always` waiting for the flusher to write them (see
@@ -330,6 +332,16 @@ public final class PartitionLog: @unchecked Sendable {
     var trimHookForTesting: TrimHook? {
         get { locked { trimHook } }
         set { locked { trimHook = newValue } }
+    }
+
+    typealias FileSynchronizeHook = @Sendable (_ path: String) throws(LogError) -> Void
+
+    /// Testing only: called in a flusher round right before each segment file's fdatasync, with the file's
+    /// path (after its deferred trim, if it has one); an error it throws stands for the fdatasync's, which
+    /// is then not made. The fsyncs of close and deinit do not call it.
+    var fileSynchronizeHookForTesting: FileSynchronizeHook? {
+        get { locked { fileSynchronizeHook } }
+        set { locked { fileSynchronizeHook = newValue } }
     }
 
     /// Testing only: how long the flusher may gather a group (1 ms), so that a test's group is gathered
@@ -987,13 +999,14 @@ public final class PartitionLog: @unchecked Sendable {
         roundInFlight = true
         let fsyncHook = self.fsyncHook
         let trimHook = self.trimHook
+        let fileSynchronizeHook = self.fileSynchronizeHook
         lock.unlock()
         fsyncHook?()
         let started = MonotonicCondition.uptimeNanoseconds()
         // The directory last, so that target indexes are those of `dirty`.
         var targets = dirty.map { SynchronizeTarget.file($0.file, truncatingTo: $0.truncation) }
         if directoryTarget != nil { targets.append(.directory(directory)) }
-        let outcome = Self.synchronize(targets, trimHook: trimHook)
+        let outcome = Self.synchronize(targets, trimHook: trimHook, fileSynchronizeHook: fileSynchronizeHook)
         if let delay = configuration.simulatedFsyncDelayMilliseconds, delay > 0 {
             Thread.sleep(forTimeInterval: Double(delay) / 1000)
         }
@@ -1141,7 +1154,9 @@ public final class PartitionLog: @unchecked Sendable {
     /// fsyncs a round's targets, at once when there are several (a roll's round has the directory, the
     /// sealed segment and the new one): no waiter is released before all are done, so their order does
     /// not matter, and the device takes their flushes together instead of one after another.
-    static func synchronize(_ targets: [SynchronizeTarget], trimHook: TrimHook? = nil) -> SynchronizeOutcome {
+    static func synchronize(
+        _ targets: [SynchronizeTarget], trimHook: TrimHook? = nil, fileSynchronizeHook: FileSynchronizeHook? = nil
+    ) -> SynchronizeOutcome {
         let outcome = LockedBox(SynchronizeOutcome())
         let synchronizeTarget: @Sendable (Int) -> Void = { index in
             do throws(LogError) {
@@ -1152,6 +1167,7 @@ public final class PartitionLog: @unchecked Sendable {
                     if let truncation {
                         do throws(LogError) { try trim(file, to: truncation, hook: trimHook) } catch { outcome.update { $0.failedTrims[index] = error } }
                     }
+                    try fileSynchronizeHook?(file.path)
                     try file.synchronize()
                 }
             } catch {

@@ -400,6 +400,183 @@ import Testing
         #expect(untrimmed.failedTrims.count == 1)
         #expect(untrimmed.failedTrims[0] == trimError)
         #expect(fileSize(sealedPath) == 50)
+
+        // A file whose trim and fdatasync both fail: the fdatasync's failure is the round's.
+        let fdatasyncError = LogError.io(operation: "fdatasync", path: sealedPath, errno: EIO)
+        let unsynchronized = PartitionLog.synchronize(
+            [.file(sealed, truncatingTo: 20)], trimHook: { () throws(LogError) in throw trimError },
+            fileSynchronizeHook: { _ throws(LogError) in throw fdatasyncError })
+        #expect(unsynchronized.failure == fdatasyncError)
+        #expect(unsynchronized.failedTrims[0] == trimError)
+    }
+
+    /// A failed fdatasync of a segment file in a flusher round (EIO, from the testing hook) fails the log,
+    /// end to end under `always`: six appenders wait for durability, some in the failing round's group and
+    /// the rest queued behind it (the round is held at its fsync until all have appended). Each is answered
+    /// exactly once, with the failure; the durable end stays where it was; flush() and close() throw it;
+    /// appends are refused, a refused one never called back; a new durability wait fails at once. A reopen
+    /// recovers the log and loses nothing acknowledged before the failure.
+    @Test func aFailedFdatasyncFailsTheLogAndEveryAppendWaitingForIt() throws {
+        let directory = try ScratchDirectory()
+        let configuration = LogConfiguration.testing(fsync: .always)
+        var generator = SplitMix64(seed: testSeed(61))
+        let acknowledgements = EarlyWriteConcurrencyTests.Acknowledgements()
+        var durable: [StoredBatch] = []
+        let waiting = LockedBox<[EarlyWriteConcurrencyTests.TrackedAppend]>([])
+        var refusedID = -1
+        do {
+            let log = try PartitionLog.open(directory: directory.path, configuration: configuration)
+            let gate = WriteQueueTests.FsyncGate()
+            defer {
+                gate.open()
+                try? log.close()
+            }
+            for _ in 0..<10 {
+                try SegmentRecyclingTests.appendDurably(log, randomRecords(count: 3, using: &generator), into: &durable)
+            }
+            let durableEnd = log.durableEndOffset
+            try #require(durableEnd == log.logEndOffset)
+
+            log.fileSynchronizeHookForTesting = { path throws(LogError) in throw .io(operation: "fdatasync", path: path, errno: EIO) }
+            log.fsyncHookForTesting = { gate.hold() }
+            let appenders = 6
+            let batches = (0..<appenders).map { _ in randomRecords(count: 2, using: &generator) }
+            let appended = DispatchGroup()
+            let finished = DispatchGroup()
+            let appendErrors = LockedBox<[any Error]>([])
+            for records in batches {
+                appended.enter()
+                finished.enter()
+                Thread {
+                    defer { finished.leave() }
+                    do {
+                        let append = try EarlyWriteConcurrencyTests.appendTracked(log, records, acknowledgements)
+                        waiting.update { $0.append(append) }
+                        appended.leave()
+                        // Waits for its answer as an appender would.
+                        _ = acknowledgements.awaitAnswers([append.id])
+                    } catch {
+                        appendErrors.update { $0.append(error) }
+                        appended.leave()
+                    }
+                }.start()
+            }
+            try #require(gate.awaitRound(1), "no round reached its fsync")
+            try #require(appended.wait(timeout: .now() + 60) == .success, "an appender never returned")
+            try #require(appendErrors.get().isEmpty, "\(appendErrors.get())")
+            // The round is held before its fsync: nothing can have answered them yet.
+            #expect(waiting.get().allSatisfy { acknowledgements.answers(of: $0.id).isEmpty }, "an append was answered before its fsync")
+
+            gate.open()
+            #expect(finished.wait(timeout: .now() + 60) == .success, "an appender was never answered")
+            let failure = try #require(log.failureReason, "a failed fdatasync did not fail the log")
+            guard case .failed(let reason) = failure else {
+                Issue.record("expected .failed, got \(failure)")
+                return
+            }
+            #expect(reason.contains("fdatasync"), "\(reason)")
+            #expect(log.durableEndOffset == durableEnd)
+
+            #expect(throws: failure) { _ = try log.append(try makeBatch(randomRecords(count: 1, using: &generator))) }
+            let refused = acknowledgements.register()
+            refusedID = refused.id
+            #expect(throws: failure) { _ = try log.append(try makeBatch(randomRecords(count: 1, using: &generator)), whenDurable: refused.callback) }
+            let lateWait = LockedBox<Result<Void, LogError>?>(nil)
+            log.whenDurable(through: log.logEndOffset) { lateWait.set($0) }
+            #expect(lateWait.get().map { if case .failure(failure) = $0 { true } else { false } } == true, "\(String(describing: lateWait.get()))")
+            #expect(throws: failure) { try log.flush() }
+            #expect(throws: failure) { try log.close() }
+        }
+        // close() returned: every answer has run.
+        let failed = waiting.get().sorted { $0.stored.baseOffset < $1.stored.baseOffset }
+        #expect(failed.count == 6)
+        for append in failed {
+            let answers = acknowledgements.answers(of: append.id)
+            #expect(answers.count == 1, "append at \(append.stored.baseOffset) answered \(answers.count) times")
+            guard case .failure(.failed)? = answers.first else {
+                Issue.record("append at \(append.stored.baseOffset): expected the log's failure, got \(String(describing: answers.first))")
+                continue
+            }
+        }
+        #expect(acknowledgements.answers(of: refusedID).isEmpty, "a refused append was called back")
+
+        // What the failed round wrote may have reached the file; nothing acknowledged before it is lost.
+        let reopened = try PartitionLog.open(directory: directory.path, configuration: configuration)
+        defer { try? reopened.close() }
+        #expect(reopened.failureReason == nil)
+        let batches = try readEverything(reopened)
+        #expect(Array(batches.prefix(durable.count)) == durable.map(\.bytes), "a batch acknowledged before the failure is lost")
+        let unacknowledged = Array(batches.dropFirst(durable.count))
+        #expect(unacknowledged == failed.prefix(unacknowledged.count).map(\.stored.bytes))
+        try SegmentRecyclingTests.appendDurably(reopened, randomRecords(count: 2, using: &generator), into: &durable)
+        #expect(reopened.durableEndOffset == reopened.logEndOffset)
+    }
+
+    /// A round whose sealed segment's deferred trim fails and whose fdatasync of that same file fails (both
+    /// from the testing hooks): the failed trim alone would not fail the log, the fdatasync's failure does.
+    /// The append that rolled, waiting for that round, gets the failure; a reopen cuts the sealed segment's
+    /// old contents and keeps every batch acknowledged before.
+    @Test func aFailedTrimInTheRoundOfAFailedFdatasyncStillFailsTheLog() throws {
+        let directory = try ScratchDirectory()
+        let configuration = LogConfiguration.testing(segmentBytesMax: 4096, fsync: .always, retentionBytes: 12_288)
+        var generator = SplitMix64(seed: testSeed(62))
+        let acknowledgements = EarlyWriteConcurrencyTests.Acknowledgements()
+        var durable: [StoredBatch] = []
+        var rolled: EarlyWriteConcurrencyTests.TrackedAppend?
+        var start: Offset = 0
+        do {
+            let log = try PartitionLog.open(directory: directory.path, configuration: configuration)
+            defer { try? log.close() }
+            _ = try SegmentRecyclingTests.fillUntilSpare(log, directory.path, model: &durable, using: &generator)
+            let before = try #require(try segmentBases(directory.path).last)
+            while try segmentBases(directory.path).last == before {
+                try appendBatch(log, randomRecords(count: 4, valueBytes: 100...300, using: &generator), into: &durable)
+            }
+            let recycled = try #require(try segmentBases(directory.path).last)
+            let recycledPath = directory.sub(SegmentNames.log(recycled))
+            try log.flush()
+
+            let trims = LockedBox(0)
+            let failedFdatasyncs = LockedBox(0)
+            log.trimHookForTesting = { () throws(LogError) in
+                trims.update { $0 += 1 }
+                throw .io(operation: "truncate", path: "trimHookForTesting", errno: EIO)
+            }
+            log.fileSynchronizeHookForTesting = { path throws(LogError) in
+                guard path == recycledPath else { return }
+                failedFdatasyncs.update { $0 += 1 }
+                throw .io(operation: "fdatasync", path: path, errno: EIO)
+            }
+            // Too large to follow the recycled segment's batch: it rolls, and the next round carries the
+            // sealed segment's trim and fdatasync.
+            let append = try EarlyWriteConcurrencyTests.appendTracked(log, randomRecords(count: 1, valueBytes: 3600...3600, using: &generator), acknowledgements)
+            rolled = append
+            try #require(try segmentBases(directory.path).last == append.stored.baseOffset, "the large batch did not roll")
+            #expect(acknowledgements.awaitAnswers([append.id]), "the rolling append was never answered")
+            #expect(trims.get() == 1 && failedFdatasyncs.get() == 1, "trims \(trims.get()), failed fdatasyncs \(failedFdatasyncs.get())")
+            let failure = try #require(log.failureReason, "the failed fdatasync did not fail the log")
+            #expect("\(failure)".contains("fdatasync"), "\(failure)")
+            #expect(log.currentStatistics().trimFailures == 0, "the round was handled as a failed trim")
+            #expect(throws: failure) { _ = try log.append(try makeBatch(randomRecords(count: 1, using: &generator))) }
+            start = log.logStartOffset
+            #expect(throws: failure) { try log.close() }
+        }
+        let append = try #require(rolled)
+        let answers = acknowledgements.answers(of: append.id)
+        #expect(answers.count == 1, "answered \(answers.count) times")
+        guard case .failure(.failed)? = answers.first else {
+            Issue.record("expected the log's failure, got \(String(describing: answers.first))")
+            return
+        }
+
+        let reopened = try PartitionLog.open(directory: directory.path, configuration: configuration)
+        defer { try? reopened.close() }
+        #expect(reopened.failureReason == nil)
+        #expect(reopened.logStartOffset == start)
+        let kept = durable.filter { $0.baseOffset >= start }.map(\.bytes)
+        let batches = try readEverything(reopened)
+        #expect(Array(batches.prefix(kept.count)) == kept, "a batch acknowledged before the failure is lost")
+        #expect(batches.dropFirst(kept.count).allSatisfy { $0 == append.stored.bytes } && batches.count <= kept.count + 1)
     }
 
     @Test func fsyncPoliciesParse() {
