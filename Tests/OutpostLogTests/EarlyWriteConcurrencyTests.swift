@@ -76,11 +76,31 @@ import Testing
         }
     }
 
+    /// Blocks the durability callback of one append, on the thread that calls it, until the test lets it
+    /// return (see `Acknowledgements.hold(_:)`).
+    final class AnswerHold: @unchecked Sendable {
+        private let entered = DispatchSemaphore(value: 0)
+        private let released = DispatchSemaphore(value: 0)
+
+        /// In the callback: says it is there, then waits to be released.
+        fileprivate func block() {
+            entered.signal()
+            released.wait()
+        }
+
+        /// Waits (a minute at most) until the callback is blocked here; false on timeout.
+        func awaitEntered() -> Bool { entered.wait(timeout: .now() + 60) == .success }
+
+        /// Lets the callback return, or not block if it has not arrived yet. A second call is harmless.
+        func release() { released.signal() }
+    }
+
     /// Every durability callback, kept by the append it belongs to: an append answered twice, or never,
     /// shows.
     final class Acknowledgements: @unchecked Sendable {
         private let condition = NSCondition()
         private var answers: [Int: [Result<AppendResult, LogError>]] = [:]
+        private var holds: [Int: AnswerHold] = [:]
         private var registered = 0
 
         /// A new append's id and the `whenDurable` callback to pass with it.
@@ -93,9 +113,21 @@ import Testing
             return (id, { [self] result in
                 condition.lock()
                 answers[id, default: []].append(result)
+                let hold = holds[id]
                 condition.broadcast()
                 condition.unlock()
+                hold?.block()
             })
+        }
+
+        /// Makes the callback of append `id`, once answered (the answer is kept first), block until the
+        /// returned hold is released.
+        func hold(_ id: Int) -> AnswerHold {
+            let hold = AnswerHold()
+            condition.lock()
+            holds[id] = hold
+            condition.unlock()
+            return hold
         }
 
         func answers(of id: Int) -> [Result<AppendResult, LogError>] {
@@ -540,7 +572,9 @@ import Testing
     /// the write, does not throw (a full disk does not fail the log), and every append is answered exactly
     /// once, before close returns — with success what was durable before the write, with `.diskFull` the
     /// early write's appends and those queued behind it. The reopened log holds exactly the acknowledged
-    /// ones.
+    /// ones. The first voided append's callback blocks until the test lets it return: close must still be
+    /// waiting then. Before, the flusher counted as stopped before it answered them, and close returned
+    /// while it did (caught by chance in 11 of 20 runs, without the block).
     @Test func closeDuringAnEarlyWriteThatAFullDiskFailsAnswersEveryAppendOnce() throws {
         let filesystem = try SmallFilesystem(size: "2m")
         defer { filesystem.unmount() }
@@ -580,12 +614,20 @@ import Testing
             try #require(Self.awaitClosed(log), "close never marked the log closed")
             #expect(closing.wait(timeout: .now() + 0.3) == .timedOut, "close returned while the early write was held")
 
-            gate.open()
-            try #require(closing.wait(timeout: .now() + 60) == .success, "close never returned")
-            #expect(try closed.get() == true, "close threw")
             let acknowledged = tracked.filter { $0.stored.baseOffset < written }
             let voided = tracked.filter { $0.stored.baseOffset >= written }
             #expect(voided.count >= 6 + 3)
+            let firstVoided = try #require(voided.min { $0.stored.baseOffset < $1.stored.baseOffset })
+            let hold = acknowledgements.hold(firstVoided.id)
+            defer { hold.release() }
+            gate.open()
+            try #require(hold.awaitEntered(), "the first voided append was never answered")
+            // Its callback runs on the flusher thread, which close() waits for: close cannot return before
+            // it does. A close that returned early does so within moments; a second is ample to see it.
+            #expect(closing.wait(timeout: .now() + 1) == .timedOut, "close returned while the flusher was still answering voided appends")
+            hold.release()
+            try #require(closing.wait(timeout: .now() + 60) == .success, "close never returned")
+            #expect(try closed.get() == true, "close threw")
             // Answered before close returned, as when the write succeeds: a caller that closes the log and
             // then shuts down what the callbacks use (the gateway stops its event loops) gets none later.
             let unanswered = tracked.filter { acknowledgements.answers(of: $0.id).isEmpty }.map(\.stored.baseOffset)
