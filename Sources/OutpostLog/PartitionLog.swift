@@ -262,6 +262,9 @@ public final class PartitionLog: @unchecked Sendable {
         if closing {
             try? writeQueueLocked()
             closed = true
+            // As in close(): a reopen of the directory may roll into a spare file at once, and this log's drop
+            // would go on dropping the pages the new log's appends write there.
+            for spare in spares { spare.cacheDrop?.cancel() }
             if let active = segments.last { try? active.trimToSize() }
             trimSealedSegmentsLocked()
             synchronized = failure == nil
@@ -1558,6 +1561,13 @@ public final class PartitionLog: @unchecked Sendable {
     /// Testing only: the queue retention's unlinks run on (see `retire`), for a test to hold them up.
     var fileRemovalQueueForTesting: DispatchQueue { fileRemovalQueue }
 
+    /// Testing only: the queue checkpoint writes, sealed segments' index files and spare files' cache
+    /// drops run on (see `retire`), for a test to hold them up.
+    var checkpointQueueForTesting: DispatchQueue { checkpointQueue }
+
+    /// Testing only: the cache drops of the spare files retired since open.
+    var spareCacheDropsForTesting: [SpareCacheDrop] { locked { spares.compactMap(\.cacheDrop) } }
+
     /// Files were unlinked without the lock held: the flusher fsyncs the directory promptly (and close,
     /// once the flusher has stopped), so that a crash does not bring them back.
     private func directoryChangedOffTheLock() {
@@ -1791,6 +1801,13 @@ final class SpareCacheDrop: @unchecked Sendable {
         lock.lock()
         file = nil
         lock.unlock()
+    }
+
+    /// Testing only: the bytes dropped so far, and whether the drop has stopped (done or cancelled).
+    var progressForTesting: (droppedBytes: Int, stopped: Bool) {
+        lock.lock()
+        defer { lock.unlock() }
+        return (dropped, file == nil)
     }
 }
 

@@ -297,6 +297,38 @@ import Glibc
         try reopenExpectingIntact(directory.path, configuration, holding: model.map(\.bytes)).close()
     }
 
+    /// A log dropped without close() stops its spare file's cache drop, as close() does: a reopen at once may
+    /// roll into that file, and the old log's drop would go on dropping the pages the new log's appends
+    /// write there. The drop waits behind a block held on the checkpoint queue, so it has not started when
+    /// the log goes; afterwards it has stopped without dropping a byte: cancelled. Before, deinit left it
+    /// running.
+    @Test func aLogDroppedWithoutCloseCancelsItsSparesCacheDrop() throws {
+        let directory = try ScratchDirectory()
+        let configuration = LogConfiguration.testing(segmentBytesMax: 4096, retentionBytes: 12_288)
+        let gate = DispatchSemaphore(value: 0)
+        defer { gate.signal() }
+        var drops: [SpareCacheDrop] = []
+        weak var weakLog: PartitionLog?
+        do {
+            let log = try PartitionLog.open(directory: directory.path, configuration: configuration)
+            weakLog = log
+            log.checkpointQueueForTesting.async { gate.wait() }
+            var generator = SplitMix64(seed: 517)
+            var model: [StoredBatch] = []
+            _ = try Self.fillUntilSpare(log, directory.path, model: &model, using: &generator)
+            drops = log.spareCacheDropsForTesting
+            try #require(drops.count == 1, "the spare retired by this log has no cache drop")
+            let before = drops[0].progressForTesting
+            try #require(before.droppedBytes == 0 && !before.stopped, "the drop should wait behind the held queue")
+        }
+        // The flusher holds the log only while in a round; deinit runs when the last reference goes.
+        let deadline = Date().addingTimeInterval(30)
+        while weakLog != nil && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        try #require(weakLog == nil, "the log was never released")
+        let after = drops[0].progressForTesting
+        #expect(after.stopped && after.droppedBytes == 0, "the dropped log left its spare's cache drop running: \(after)")
+    }
+
     /// Fills a log until it rolls into its spare file, then has it roll out again after one batch, with
     /// `trimFails` failing every deferred trim while it is set: the recycled segment, now sealed, keeps its
     /// old contents past its batch. Returns its base and the next segment's.
