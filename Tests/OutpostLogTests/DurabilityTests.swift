@@ -426,7 +426,7 @@ import Testing
         var refusedID = -1
         do {
             let log = try PartitionLog.open(directory: directory.path, configuration: configuration)
-            let gate = WriteQueueTests.FsyncGate()
+            let gate = FlusherGate()
             defer {
                 gate.open()
                 try? log.close()
@@ -438,7 +438,7 @@ import Testing
             try #require(durableEnd == log.logEndOffset)
 
             log.fileSynchronizeHookForTesting = { path throws(LogError) in throw .io(operation: "fdatasync", path: path, errno: EIO) }
-            log.fsyncHookForTesting = { gate.hold() }
+            log.fsyncHookForTesting = { gate.hold(at: .fsync) }
             let appenders = 6
             let batches = (0..<appenders).map { _ in randomRecords(count: 2, using: &generator) }
             let appended = DispatchGroup()
@@ -461,7 +461,7 @@ import Testing
                     }
                 }.start()
             }
-            try #require(gate.awaitRound(1), "no round reached its fsync")
+            try #require(gate.awaitArrival(1), "no round reached its fsync")
             try #require(appended.wait(timeout: .now() + 60) == .success, "an appender never returned")
             try #require(appendErrors.get().isEmpty, "\(appendErrors.get())")
             // The round is held before its fsync: nothing can have answered them yet.

@@ -13,69 +13,6 @@ import Testing
 /// the mechanism: every append is answered exactly once, with success only when it is durable and reads
 /// back at its offset; offsets are dense; the closed log verifies and reopens with nothing cut.
 @Suite(.serialized) struct EarlyWriteConcurrencyTests {
-    /// Holds the flusher at its fsync (`fsyncHookForTesting`) and in its early write
-    /// (`earlyWriteHookForTesting`) until the test lets it on. One condition for both, so that a test can
-    /// wait for whichever the flusher reaches first.
-    final class FlusherGate: @unchecked Sendable {
-        enum Point: Int {
-            case fsync = 0
-            case earlyWrite = 1
-        }
-
-        private let condition = NSCondition()
-        private var arrived = [0, 0]
-        private var letThrough = [0, 0]
-        private var opened = false
-
-        func install(on log: PartitionLog) {
-            log.fsyncHookForTesting = { [self] in hold(at: .fsync) }
-            log.earlyWriteHookForTesting = { [self] in hold(at: .earlyWrite) }
-        }
-
-        private func hold(at point: Point) {
-            condition.lock()
-            arrived[point.rawValue] += 1
-            let mine = arrived[point.rawValue]
-            condition.broadcast()
-            while !opened && letThrough[point.rawValue] < mine { condition.wait() }
-            condition.unlock()
-        }
-
-        func arrivals(at point: Point) -> Int {
-            condition.lock()
-            defer { condition.unlock() }
-            return arrived[point.rawValue]
-        }
-
-        /// Waits (a minute at most: a loaded machine's fsyncs can take seconds) until `done` holds of the
-        /// arrivals at the fsync and at the early write; false on timeout.
-        func awaitArrivals(until done: (_ fsyncs: Int, _ earlyWrites: Int) -> Bool) -> Bool {
-            condition.lock()
-            defer { condition.unlock() }
-            let deadline = Date().addingTimeInterval(60)
-            while !done(arrived[0], arrived[1]) {
-                if !condition.wait(until: deadline) { return done(arrived[0], arrived[1]) }
-            }
-            return true
-        }
-
-        /// Lets the flusher held at `point` go on; its next arrival there is held again.
-        func letHeldThrough(_ point: Point) {
-            condition.lock()
-            letThrough[point.rawValue] = arrived[point.rawValue]
-            condition.broadcast()
-            condition.unlock()
-        }
-
-        /// Lets everything through from now on (before close, which waits for the flusher).
-        func open() {
-            condition.lock()
-            opened = true
-            condition.broadcast()
-            condition.unlock()
-        }
-    }
-
     /// Blocks the durability callback of one append, on the thread that calls it, until the test lets it
     /// return (see `Acknowledgements.hold(_:)`).
     final class AnswerHold: @unchecked Sendable {
@@ -178,7 +115,8 @@ import Testing
         return configuration
     }
 
-    /// Brings the flusher into an early write and holds it there. Starts a round (`append` reaches an idle
+    /// Brings the flusher into an early write and holds it there (installing `gate` on the log, whose gather
+    /// window it lengthens first). Starts a round (`append` reaches an idle
     /// flusher at once), holds it at its fsync, queues `appendsPerAttempt` appends meanwhile — past half of
     /// the next group, which is those and the appender the round releases — and lets the round end. The
     /// flusher then gathers that group and, half of it queued, writes the queue early: held there on
@@ -189,6 +127,9 @@ import Testing
         _ log: PartitionLog, gate: FlusherGate, appendsPerAttempt: Int = 6, attemptsMax: Int = 8,
         sourceLocation: SourceLocation = #_sourceLocation, append: () throws -> TrackedAppend
     ) throws -> [TrackedAppend] {
+        // Gathering lasts as long as the last fsync, not the default 1 ms at most; the gate holds both points.
+        log.gatherWindowMaxForTesting = .seconds(60)
+        gate.install(on: log)
         var heldRound = gate.arrivals(at: .fsync)
         var made = [try append()]
         for _ in 0..<attemptsMax {
@@ -254,6 +195,18 @@ import Testing
     /// Waits (a minute at most) until close() has marked `log` closed, which a read bounded at offset 0
     /// shows at once: it reaches no queued append, so it never waits for the flusher, and it is refused
     /// once the log is closed. False on timeout.
+    /// Starts `close()` on a thread of its own: the group is left when it returns, with true or its error.
+    static func closeOnAThreadOfItsOwn(_ log: PartitionLog) -> (returned: DispatchGroup, outcome: LockedResult<Bool>) {
+        let returned = DispatchGroup()
+        let outcome = LockedResult<Bool>()
+        returned.enter()
+        Thread {
+            defer { returned.leave() }
+            outcome.set(Result { try log.close(); return true })
+        }.start()
+        return (returned, outcome)
+    }
+
     static func awaitClosed(_ log: PartitionLog) -> Bool {
         let deadline = ContinuousClock.now + .seconds(60)
         while ContinuousClock.now < deadline {
@@ -320,10 +273,7 @@ import Testing
         var model: [StoredBatch] = []
         do {
             let log = try PartitionLog.open(directory: directory.path, configuration: configuration)
-            // Gathering lasts as long as the last fsync, not the default 1 ms at most.
-            log.gatherWindowMaxForTesting = .seconds(60)
             let gate = FlusherGate()
-            gate.install(on: log)
             defer {
                 gate.open()
                 try? log.close()
@@ -424,8 +374,6 @@ import Testing
         }
 
         let (activePath, batchesEnd, oldContentsEnd) = try Self.recycleActiveSegmentWithoutItsBlocks(log, directory, model: &model, using: &generator)
-        log.gatherWindowMaxForTesting = .seconds(60)
-        gate.install(on: log)
         var tracked = try Self.holdEarlyWrite(log, gate: gate) {
             try Self.appendTracked(log, randomRecords(count: 1, valueBytes: 1000...1000, using: &generator), acknowledgements)
         }
@@ -523,9 +471,7 @@ import Testing
         var tracked: [TrackedAppend] = []
         do {
             let log = try PartitionLog.open(directory: directory.path, configuration: configuration)
-            log.gatherWindowMaxForTesting = .seconds(60)
             let gate = FlusherGate()
-            gate.install(on: log)
             defer {
                 gate.open()
                 try? log.close()
@@ -538,13 +484,7 @@ import Testing
                 tracked.append(try Self.appendTracked(log, randomRecords(count: 2, using: &generator), acknowledgements))
             }
 
-            let closing = DispatchGroup()
-            let closed = LockedResult<Bool>()
-            closing.enter()
-            Thread {
-                defer { closing.leave() }
-                closed.set(Result { try log.close(); return true })
-            }.start()
+            let (closing, closed) = Self.closeOnAThreadOfItsOwn(log)
             try #require(Self.awaitClosed(log), "close never marked the log closed")
 
             // From now on appends are refused, and a refused append is never called back.
@@ -592,8 +532,6 @@ import Testing
                 try? log.close()
             }
             let (_, batchesEnd, oldContentsEnd) = try Self.recycleActiveSegmentWithoutItsBlocks(log, directory, model: &model, using: &generator)
-            log.gatherWindowMaxForTesting = .seconds(60)
-            gate.install(on: log)
             var tracked = try Self.holdEarlyWrite(log, gate: gate) {
                 try Self.appendTracked(log, randomRecords(count: 1, valueBytes: 1000...1000, using: &generator), acknowledgements)
             }
@@ -604,13 +542,7 @@ import Testing
             try #require(batchesEnd + tracked.reduce(0) { $0 + $1.stored.size } <= oldContentsEnd, "the queued appends lie in the old contents")
             let filler = filesystem.fillCompletely()
 
-            let closing = DispatchGroup()
-            let closed = LockedResult<Bool>()
-            closing.enter()
-            Thread {
-                defer { closing.leave() }
-                closed.set(Result { try log.close(); return true })
-            }.start()
+            let (closing, closed) = Self.closeOnAThreadOfItsOwn(log)
             try #require(Self.awaitClosed(log), "close never marked the log closed")
             #expect(closing.wait(timeout: .now() + 0.3) == .timedOut, "close returned while the early write was held")
 

@@ -4,6 +4,78 @@ import Testing
 
 @testable import OutpostLog
 
+/// Holds a log's flusher at its fsync (`PartitionLog.fsyncHookForTesting`) and in its early group write
+/// (`earlyWriteHookForTesting`) until the test lets it on, so the test acts while a round is under way however
+/// late its own thread gets there (a slow simulated fsync gave it a window instead, which a descheduled test
+/// thread missed). One condition for both points, so that a test can wait for whichever comes first.
+final class FlusherGate: @unchecked Sendable {
+    enum Point: Int, CaseIterable {
+        case fsync = 0
+        case earlyWrite = 1
+    }
+
+    private let condition = NSCondition()
+    /// Arrivals at each point, how many of them may go on, and whether a point lets everything through.
+    private var arrived = [0, 0]
+    private var letThrough = [0, 0]
+    private var opened = [false, false]
+
+    /// Holds the flusher at both points.
+    func install(on log: PartitionLog) {
+        log.fsyncHookForTesting = { [self] in hold(at: .fsync) }
+        log.earlyWriteHookForTesting = { [self] in hold(at: .earlyWrite) }
+    }
+
+    /// The hook: counts the arrival in, then waits until it is let through.
+    func hold(at point: Point = .fsync) {
+        condition.lock()
+        arrived[point.rawValue] += 1
+        let mine = arrived[point.rawValue]
+        condition.broadcast()
+        while !opened[point.rawValue] && letThrough[point.rawValue] < mine { condition.wait() }
+        condition.unlock()
+    }
+
+    func arrivals(at point: Point) -> Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return arrived[point.rawValue]
+    }
+
+    /// Waits (a minute at most: a loaded machine's fsyncs can take seconds) until `done` holds of the
+    /// arrivals at the fsync and at the early write; false on timeout.
+    func awaitArrivals(until done: (_ fsyncs: Int, _ earlyWrites: Int) -> Bool) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        let deadline = Date().addingTimeInterval(60)
+        while !done(arrived[0], arrived[1]) {
+            if !condition.wait(until: deadline) { return done(arrived[0], arrived[1]) }
+        }
+        return true
+    }
+
+    /// Waits (a minute at most) until the `count`th arrival (from 1) at `point`; false on timeout.
+    func awaitArrival(_ count: Int, at point: Point = .fsync) -> Bool {
+        awaitArrivals { fsyncs, earlyWrites in (point == .fsync ? fsyncs : earlyWrites) >= count }
+    }
+
+    /// Lets the flusher held at `point` go on; its next arrival there is held again.
+    func letHeldThrough(_ point: Point = .fsync) {
+        condition.lock()
+        letThrough[point.rawValue] = arrived[point.rawValue]
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Lets everything through at `points` from now on (before close, which waits for the flusher).
+    func open(_ points: [Point] = Point.allCases) {
+        condition.lock()
+        for point in points { opened[point.rawValue] = true }
+        condition.broadcast()
+        condition.unlock()
+    }
+}
+
 /// SplitMix64: a tiny seedable generator, identical on every platform, so a failing seed replays exactly.
 struct SplitMix64: RandomNumberGenerator {
     private var state: UInt64

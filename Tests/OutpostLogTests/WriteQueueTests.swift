@@ -34,61 +34,12 @@ import Testing
         }
     }
 
-    /// Holds the flusher's rounds at their fsync (`PartitionLog.fsyncHookForTesting`) until the test lets
-    /// them through, so the test acts while a round is under way however late its thread gets there. A
-    /// slow simulated fsync gave it a window instead, which a descheduled test thread missed: a second
-    /// round then wrote and fsynced what the test expected still queued.
-    final class FsyncGate: @unchecked Sendable {
-        private let condition = NSCondition()
-        /// Rounds that reached the gate, and how many of them may go on.
-        private var arrived = 0
-        private var letThrough = 0
-        private var opened = false
-
-        /// The hook: counts the round in, then waits until it is let through.
-        func hold() {
-            condition.lock()
-            arrived += 1
-            let round = arrived
-            condition.broadcast()
-            while !opened && letThrough < round { condition.wait() }
-            condition.unlock()
-        }
-
-        /// Waits (a minute at most) until the `round`th round (from 1) is at the gate; false on timeout.
-        func awaitRound(_ round: Int) -> Bool {
-            condition.lock()
-            defer { condition.unlock() }
-            let deadline = Date().addingTimeInterval(60)
-            while arrived < round {
-                if !condition.wait(until: deadline) { return arrived >= round }
-            }
-            return true
-        }
-
-        /// Lets the round held now finish; the next one is held again.
-        func letHeldRoundThrough() {
-            condition.lock()
-            letThrough = arrived
-            condition.broadcast()
-            condition.unlock()
-        }
-
-        /// Lets every round through from now on (before close, which waits for the flusher).
-        func open() {
-            condition.lock()
-            opened = true
-            condition.broadcast()
-            condition.unlock()
-        }
-    }
-
     /// Runs `body` with a log under `always` in a directory of its own, whose rounds wait at their fsync for
     /// the gate; afterwards, however `body` ended, the gate opens (a held flusher would keep `close` waiting)
     /// and the log closes.
-    static func withLogHeldAtFsync(_ name: String = #function, _ body: (PartitionLog, FsyncGate, String) throws -> Void) throws {
+    static func withLogHeldAtFsync(_ name: String = #function, _ body: (PartitionLog, FlusherGate, String) throws -> Void) throws {
         let directory = try ScratchDirectory(name)
-        let gate = FsyncGate()
+        let gate = FlusherGate()
         let log = try openHeldAtFsync(directory.path, gate: gate)
         defer {
             gate.open()
@@ -99,10 +50,10 @@ import Testing
 
     /// Opens a log under `always` whose rounds wait at their fsync for `gate`.
     static func openHeldAtFsync(
-        _ directory: String, gate: FsyncGate, configuration: LogConfiguration = .testing(fsync: .always)
+        _ directory: String, gate: FlusherGate, configuration: LogConfiguration = .testing(fsync: .always)
     ) throws -> PartitionLog {
         let log = try PartitionLog.open(directory: directory, configuration: configuration)
-        log.fsyncHookForTesting = { gate.hold() }
+        log.fsyncHookForTesting = { gate.hold(at: .fsync) }
         return log
     }
 
@@ -138,11 +89,11 @@ import Testing
     /// `gate`: the flusher has written the batch into the first segment, and the round stays under way
     /// until the test lets it through. Returns the batch and the segment's path.
     static func startRound(
-        _ log: PartitionLog, gate: FsyncGate, in directory: String, _ records: [TestRecord], into model: inout [StoredBatch],
+        _ log: PartitionLog, gate: FlusherGate, in directory: String, _ records: [TestRecord], into model: inout [StoredBatch],
         outcomes: Outcomes, sourceLocation: SourceLocation = #_sourceLocation
     ) throws -> (first: StoredBatch, segment: String) {
         let first = try appendAwaitingDurability(log, records, into: &model, outcomes: outcomes)
-        try #require(gate.awaitRound(1), "the first round never reached its fsync", sourceLocation: sourceLocation)
+        try #require(gate.awaitArrival(1), "the first round never reached its fsync", sourceLocation: sourceLocation)
         return (first, directory + "/" + SegmentNames.log(0))
     }
 
@@ -162,11 +113,11 @@ import Testing
             for _ in 0..<2 {
                 try Self.appendAwaitingDurability(log, randomRecords(count: 3, using: &generator), into: &model, outcomes: outcomes)
             }
-            gate.letHeldRoundThrough()
+            gate.letHeldThrough(.fsync)
             #expect(released.wait(timeout: .now() + 60) == .success, "the first round never ended")
             // The next round has started without the first appender (it never came back) and is held at its
             // fsync now: the target it was given stays until it ends.
-            #expect(gate.awaitRound(2), "the next round never reached its fsync")
+            #expect(gate.awaitArrival(2), "the next round never reached its fsync")
             #expect(log.groupTargetForTesting == 3)
             gate.open()
             #expect(outcomes.wait(), "not every append became durable")
@@ -221,8 +172,7 @@ import Testing
     /// is where its offset says, in the file and after a reopen.
     @Test func whileTheFlusherWritesTheQueueEarlyNothingElseWritesAtTheFilesEnd() throws {
         let directory = try ScratchDirectory()
-        let fsyncGate = FsyncGate()
-        let writeGate = FsyncGate()
+        let gate = FlusherGate()
         // The flusher gathers (and writes early) only for as long as the last fsync took: on a tmpfs, or a
         // disk with a fast cache, microseconds, gone before its thread is back to gather.
         let configuration = Self.slowFsyncConfiguration(fsyncMilliseconds: 50, segmentBytesMax: 16 << 10)
@@ -230,17 +180,16 @@ import Testing
         var model: [StoredBatch] = []
         let outcomes = Outcomes()
         do {
-            let log = try Self.openHeldAtFsync(directory.path, gate: fsyncGate, configuration: configuration)
+            let log = try Self.openHeldAtFsync(directory.path, gate: gate, configuration: configuration)
             // Gathering waits for its whole group however late the flusher's thread runs.
             log.gatherWindowMaxForTesting = .seconds(60)
-            log.earlyWriteHookForTesting = { writeGate.hold() }
+            log.earlyWriteHookForTesting = { gate.hold(at: .earlyWrite) }
             defer {
-                writeGate.open()
-                fsyncGate.open()
+                gate.open()
                 try? log.close()
             }
             let (first, segment) = try Self.startRound(
-                log, gate: fsyncGate, in: directory.path, randomRecords(count: 1, valueBytes: 1000...1000, using: &generator),
+                log, gate: gate, in: directory.path, randomRecords(count: 1, valueBytes: 1000...1000, using: &generator),
                 into: &model, outcomes: outcomes)
             // Six more while that fsync is held: the next group is these six and the first's appender (7);
             // six is past half of it, so the flusher writes them early, and is held there.
@@ -248,8 +197,8 @@ import Testing
                 try Self.appendAwaitingDurability(log, randomRecords(count: 1, valueBytes: 1000...1000, using: &generator), into: &model, outcomes: outcomes)
             }
             let queued = model[1...].map(\.self)
-            fsyncGate.letHeldRoundThrough()
-            try #require(writeGate.awaitRound(1), "the flusher never wrote the queue early")
+            gate.letHeldThrough(.fsync)
+            try #require(gate.awaitArrival(1, at: .earlyWrite), "the flusher never wrote the queue early")
             #expect(fileSize(segment) == first.size, "the held early write is already in the file")
 
             // Appenders still queue meanwhile.
@@ -278,7 +227,7 @@ import Testing
             #expect(waiting.wait(timeout: .now() + 0.3) == .timedOut, "something went on while the early write was held")
             #expect(fileSize(segment) == first.size)
 
-            writeGate.open()
+            gate.open([.earlyWrite])
             #expect(waiting.wait(timeout: .now() + 60) == .success)
             let readResult = try #require(try read.get())
             let directResult = try #require(try direct.get())
@@ -297,7 +246,7 @@ import Testing
             #expect(alsoQueued.baseOffset > queued.last!.baseOffset)
             #expect(try segmentBases(directory.path).count == 2, "the large append did not roll")
 
-            fsyncGate.open()
+            gate.open([.fsync])
             #expect(outcomes.wait())
             #expect(outcomes.all.allSatisfy { (try? $0.get()) != nil })
             #expect(try readEverything(log) == model.map(\.bytes))
@@ -392,7 +341,7 @@ import Testing
         var model: [StoredBatch] = []
         let outcomes = Outcomes()
         do {
-            let gate = FsyncGate()
+            let gate = FlusherGate()
             let log = try Self.openHeldAtFsync(directory.path, gate: gate, configuration: configuration)
             defer { gate.open() }  // on a throw: the dropped log's flusher must not stay held
             let (first, segment) = try Self.startRound(
