@@ -62,16 +62,15 @@ final class Segment: @unchecked Sendable {
     /// Bytes from the file's start that have disk blocks: its old contents when recycled, or what a
     /// reservation took for queued appends (`SegmentFile.reserve`). A write below it cannot find the disk full.
     var reservedEnd: Int
-    /// Bytes the file occupies: a deferred trim not yet done (or failed) leaves it holding `untrimmedEnd`.
-    var fileBytes: Int { max(size, oldContentsEnd, reservedEnd, pendingTruncation == nil ? 0 : untrimmedEnd) }
+    /// Bytes the file occupies (until a deferred trim is done, a sealed segment's file still reaches as far
+    /// as its old contents or reservation did).
+    var fileBytes: Int { max(size, oldContentsEnd, reservedEnd) }
     /// A change the next fdatasync must carry although no bytes were appended (the trim's new file size).
     var metadataDirty = false
     /// The size a deferred trim cuts the file to; the flusher truncates right before its next fdatasync. A
     /// roll trims the segment it seals: freeing the old contents' blocks took up to ~250 µs, too long to
     /// hold the append lock for, and that fdatasync had to follow anyway.
     var pendingTruncation: Int?
-    /// How far the file reached (old contents, or blocks reserved past the end) when its trim was deferred.
-    var untrimmedEnd = 0
     /// The flusher holds this segment's file for a deferred truncation in the round under way: a roll must
     /// not reuse the file meanwhile (retention can retire a just-sealed segment under a small budget), or
     /// the truncation would cut what the new segment wrote.
@@ -84,6 +83,8 @@ final class Segment: @unchecked Sendable {
     func deferredTrimDone() {
         pendingTruncation = nil
         trimFailedAtUptimeNanoseconds = nil
+        oldContentsEnd = 0
+        reservedEnd = size
     }
     /// Wall-clock time (ms) of the first append since open, or of the file's creation; drives roll by age.
     var createdAtMilliseconds: Int64
@@ -134,16 +135,14 @@ final class Segment: @unchecked Sendable {
         reservedEnd = size
     }
 
-    /// `trimToSize` for a segment being sealed: only the bookkeeping changes here, and the flusher
-    /// truncates the file right before the fdatasync that makes the new size durable (see
-    /// `pendingTruncation`). Never for the active segment, whose appends would be cut.
+    /// `trimToSize` for a segment being sealed: the flusher truncates the file right before the fdatasync
+    /// that makes the new size durable (see `pendingTruncation`); until then (`deferredTrimDone`) the file
+    /// still holds what lies past `size`, and `fileBytes` counts it. Never for the active segment, whose
+    /// appends would be cut.
     func deferTrimToSize() {
         guard recycled || reservedEnd > size else { return }
-        untrimmedEnd = max(oldContentsEnd, reservedEnd)
         pendingTruncation = size
         metadataDirty = true
-        oldContentsEnd = 0
-        reservedEnd = size
     }
 
     /// Gives back blocks a reservation took past the file's end that nothing will write (appends the log
